@@ -1,0 +1,49 @@
+# Baton: build, demo, test, bench, lint, install.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CARGO ?= cargo
+BINS = baton-classes baton-if
+SCRIPTS =
+
+.PHONY: all build release demo test bench lint fmt install uninstall clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release --bins
+
+# The seed's workflow on simulated hosts on loopback, with a readable timeline.
+demo: release
+	sh tests/demo.sh target/release
+
+# Every test: unit tests in the crates, then the end-to-end suite on the built binaries.
+test:
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+bench: release
+	sh tests/bench.sh target/release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin
+	for b in $(BINS); do install -m 755 target/release/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
+	for s in $(SCRIPTS); do install -m 755 bin/$$s $(DESTDIR)$(PREFIX)/bin/$$s; done
+
+uninstall:
+	for b in $(BINS) $(SCRIPTS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
+
+clean:
+	$(CARGO) clean

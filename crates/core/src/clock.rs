@@ -1,0 +1,141 @@
+//! The one clock: `--at TIME`, else `BATON_NOW`, else the system clock. Each binary builds
+//! a [`Clock`] at the top of `main` and passes it down; nothing below reads the system
+//! clock on its own, so a test can drive a simulated day through every binary.
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeZone, Utc};
+use std::path::PathBuf;
+
+/// The environment variable that sets the clock when `--at` is not given.
+pub const ENV_NOW: &str = "BATON_NOW";
+
+/// Where "now" comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// A fixed instant, from `--at` or `BATON_NOW=TIME`.
+    Fixed(DateTime<Utc>),
+    /// A file holding a TIME, read at every reading: `BATON_NOW=/path`. This lets a test
+    /// advance the clock of a long-running `baton-serve` without touching its code path.
+    File(PathBuf),
+}
+
+impl Clock {
+    /// The clock a binary uses: `at` (from `--at`) wins, then `BATON_NOW`, then the
+    /// system clock. A bad value is an error now, not at the first reading.
+    pub fn resolve(at: Option<&str>) -> Result<Clock> {
+        if let Some(text) = at {
+            return parse_time(text)
+                .map(Clock::Fixed)
+                .map_err(|e| e.context("--at"));
+        }
+        match std::env::var(ENV_NOW) {
+            Ok(text) if text.trim().is_empty() => Ok(Clock::System),
+            Ok(text) if text.starts_with('/') => {
+                let clock = Clock::File(PathBuf::from(text));
+                clock.now()?;
+                Ok(clock)
+            }
+            Ok(text) => parse_time(&text)
+                .map(Clock::Fixed)
+                .map_err(|e| e.context(ENV_NOW)),
+            Err(std::env::VarError::NotPresent) => Ok(Clock::System),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                Err(Error::new(format!("{ENV_NOW} is not valid UTF-8")))
+            }
+        }
+    }
+
+    /// The current instant, to the second.
+    pub fn now(&self) -> Result<DateTime<Utc>> {
+        match self {
+            Clock::System => Ok(truncate(Utc::now())),
+            Clock::Fixed(t) => Ok(*t),
+            Clock::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io("read the clock file", path, e))?;
+                parse_time(text.trim()).map_err(|e| e.context(path.display()))
+            }
+        }
+    }
+}
+
+fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
+/// Parse a TIME: RFC 3339 (`2012-01-24T16:47:00Z`), local `YYYY-MM-DD HH:MM[:SS]` (in
+/// `TZ`, as every Unix tool), or `@EPOCH` seconds.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    let s = text.trim();
+    let bad = |why: &str| {
+        Error::new(format!(
+            "invalid time '{text}': {why} (use RFC 3339, 'YYYY-MM-DD HH:MM[:SS]' or @EPOCH)"
+        ))
+    };
+    if let Some(epoch) = s.strip_prefix('@') {
+        let secs: i64 = epoch.parse().map_err(|_| bad("not a number of seconds"))?;
+        return DateTime::from_timestamp(secs, 0).ok_or_else(|| bad("out of range"));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(truncate(t.with_timezone(&Utc)));
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+    .ok_or_else(|| bad("unrecognised format"))?;
+    match Local.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        // In the hour a DST change repeats, take the first, as `date -d` does.
+        LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        LocalResult::None => Err(bad("this local time does not exist (a DST gap)")),
+    }
+}
+
+/// The form Baton writes times in: RFC 3339 in UTC, to the second.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_epoch_and_rfc3339() {
+        assert_eq!(parse_time("@0").unwrap().timestamp(), 0);
+        assert_eq!(
+            parse_time("2012-01-24T16:47:00Z").unwrap().timestamp(),
+            1327423620
+        );
+        assert_eq!(
+            parse_time("2012-01-24T17:47:00+01:00").unwrap().timestamp(),
+            1327423620
+        );
+        assert_eq!(
+            format_time(parse_time("@1327423620").unwrap()),
+            "2012-01-24T16:47:00Z"
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            "@",
+            "@x",
+            "yesterday",
+            "2012-13-01 00:00",
+            "2012-01-24 25:00",
+            "@99999999999999999",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

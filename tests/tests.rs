@@ -1,0 +1,5 @@
+//! End-to-end tests: the built binaries, driven as cron and shell scripts drive them.
+
+mod util;
+
+mod classes_cli;

@@ -1,0 +1,240 @@
+//! The test fixture: a fresh directory per test, commands with a clean environment, and
+//! output assertions that dump everything on failure.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The path of a built Baton binary.
+pub fn bin(name: &str) -> PathBuf {
+    let path = match name {
+        "baton-classes" => env!("CARGO_BIN_EXE_baton-classes"),
+        "baton-if" => env!("CARGO_BIN_EXE_baton-if"),
+        other => panic!("unknown binary {other}"),
+    };
+    PathBuf::from(path)
+}
+
+/// A scratch directory, removed when dropped.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(label: &str) -> TestDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "baton-test-{label}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TestDir { path }
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.path.join(p)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A command for a Baton binary with no inherited `BATON_*` variables and `TZ=UTC`.
+pub fn baton(name: &str) -> Cmd {
+    let mut cmd = Command::new(bin(name));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BATON_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("TZ", "UTC").stdin(Stdio::null());
+    Cmd { cmd, stdin: None }
+}
+
+pub struct Cmd {
+    pub cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Cmd {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(input.into());
+        self
+    }
+
+    /// Run to completion (bounded: a test binary that hangs is killed after 60 s).
+    pub fn run(mut self) -> Run {
+        let described = format!("{:?}", self.cmd);
+        if self.stdin.is_some() {
+            self.cmd.stdin(Stdio::piped());
+        }
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self
+            .cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{described}: {e}"));
+        if let Some(input) = self.stdin.take() {
+            let mut pipe = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&input);
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_none() {
+            let _ = child.kill();
+            panic!("{described} did not finish within 60 s");
+        }
+        let output = child.wait_with_output().unwrap();
+        Run { described, output }
+    }
+}
+
+/// A finished command.
+pub struct Run {
+    pub described: String,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout().lines().map(str::to_string).collect()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "command: {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.described,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Assert the exit status.
+    pub fn status(self, want: i32) -> Run {
+        assert_eq!(self.code(), want, "wrong exit status\n{}", self.dump());
+        self
+    }
+
+    /// Assert exit 2 with exactly one line on stderr, naming the binary and containing `part`.
+    pub fn error(self, bin: &str, part: &str) -> Run {
+        let run = self.status(2);
+        let err = run.stderr();
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "want one error line\n{}",
+            run.dump()
+        );
+        assert!(
+            err.starts_with(&format!("{bin}: ")),
+            "error must name {bin}\n{}",
+            run.dump()
+        );
+        assert!(
+            err.contains(part),
+            "error should mention {part:?}\n{}",
+            run.dump()
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{}",
+            run.dump()
+        );
+        run
+    }
+
+    pub fn stdout_has(self, line: &str) -> Run {
+        assert!(
+            self.lines().iter().any(|l| l == line),
+            "stdout lacks line {line:?}\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    pub fn stdout_lacks(self, line: &str) -> Run {
+        assert!(
+            !self.lines().iter().any(|l| l == line),
+            "stdout has line {line:?}\n{}",
+            self.dump()
+        );
+        self
+    }
+
+    pub fn stdout_is(self, want: &str) -> Run {
+        assert_eq!(self.stdout(), want, "\n{}", self.dump());
+        self
+    }
+
+    pub fn stderr_is(self, want: &str) -> Run {
+        assert_eq!(self.stderr(), want, "\n{}", self.dump());
+        self
+    }
+}
+
+/// Poll `check` until it returns true or `limit` passes; panics with `what` on time-out.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(5);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
