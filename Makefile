@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-BINS = baton-classes baton-if
+BINS = baton-classes baton-if baton-signal baton-run
 SCRIPTS =
 
 .PHONY: all build release demo test bench lint fmt install uninstall clean

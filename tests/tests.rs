@@ -3,3 +3,5 @@
 mod util;
 
 mod classes_cli;
+mod run_cli;
+mod signal_cli;

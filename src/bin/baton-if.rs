@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    baton_classes::cli::baton_if(std::env::args_os(), &|_, _| Ok(Vec::new()))
+    baton_classes::cli::baton_if(std::env::args_os(), &baton_signals::live_class_names)
 }

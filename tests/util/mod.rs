@@ -14,6 +14,8 @@ pub fn bin(name: &str) -> PathBuf {
     let path = match name {
         "baton-classes" => env!("CARGO_BIN_EXE_baton-classes"),
         "baton-if" => env!("CARGO_BIN_EXE_baton-if"),
+        "baton-signal" => env!("CARGO_BIN_EXE_baton-signal"),
+        "baton-run" => env!("CARGO_BIN_EXE_baton-run"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(path)
@@ -124,6 +126,56 @@ impl Cmd {
     }
 }
 
+/// One simulated host: a state dir and a host name, passed as BATON_STATE_DIR and
+/// BATON_HOST so that every binary and every job it runs acts as that host.
+pub struct Host {
+    pub name: String,
+    pub dir: TestDir,
+}
+
+impl Host {
+    pub fn new(name: &str) -> Host {
+        Host {
+            name: name.to_string(),
+            dir: TestDir::new(name),
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// A Baton command acting as this host at `at` (any TIME form).
+    pub fn at(&self, bin: &str, at: &str) -> Cmd {
+        baton(bin)
+            .env("BATON_STATE_DIR", self.state())
+            .env("BATON_HOST", &self.name)
+            .env("BATON_NOW", at)
+    }
+
+    /// `sh -c SCRIPT` in this host's directory, with the Baton binaries on PATH and the
+    /// host's identity and clock in the environment, as a crontab line runs.
+    pub fn sh(&self, at: &str, script: &str) -> Cmd {
+        let bins = bin("baton-if").parent().unwrap().to_path_buf();
+        let mut cmd = Command::new("sh");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("BATON_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.arg("-c")
+            .arg(script)
+            .current_dir(&self.dir.path)
+            .env("PATH", format!("{}:/usr/bin:/bin", bins.display()))
+            .env("TZ", "UTC")
+            .env("BATON_STATE_DIR", self.state())
+            .env("BATON_HOST", &self.name)
+            .env("BATON_NOW", at)
+            .stdin(Stdio::null());
+        Cmd { cmd, stdin: None }
+    }
+}
+
 /// A finished command.
 pub struct Run {
     pub described: String,
@@ -165,7 +217,12 @@ impl Run {
 
     /// Assert exit 2 with exactly one line on stderr, naming the binary and containing `part`.
     pub fn error(self, bin: &str, part: &str) -> Run {
-        let run = self.status(2);
+        self.status(2).says(bin, part)
+    }
+
+    /// Assert exactly one line on stderr, naming the binary and containing `part`.
+    pub fn says(self, bin: &str, part: &str) -> Run {
+        let run = self;
         let err = run.stderr();
         assert_eq!(
             err.lines().count(),

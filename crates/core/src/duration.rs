@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A span of whole seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(u64);
 
 /// The longest duration accepted: ten years keeps every sum with a date in range.
@@ -15,7 +15,7 @@ const MAX_SECONDS: u64 = 10 * 366 * 86_400;
 impl Duration {
     pub const ZERO: Duration = Duration(0);
 
-    pub fn from_secs(secs: u64) -> Duration {
+    pub const fn from_secs(secs: u64) -> Duration {
         Duration(secs)
     }
 

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod fsutil;
+pub mod lock;
 pub mod name;
 
 pub use clock::Clock;

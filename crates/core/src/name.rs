@@ -38,6 +38,37 @@ pub fn validate(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Compile `pattern` so that it must match a whole class name, as CFEngine's
+/// `remoteclassesmatching` does (`did` does not match `did_my_job`; `did.*` does). The
+/// compiled size is bounded so a hostile pattern cannot take the memory or the time.
+pub fn whole_name_regex(pattern: &str) -> Result<regex::Regex> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(Error::new(format!(
+            "regex longer than {MAX_PATTERN_LEN} characters"
+        )));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| {
+            let why = e.to_string();
+            let last = why
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid");
+            Error::new(format!(
+                "invalid regex '{pattern}': {}",
+                last.trim().trim_start_matches("error: ")
+            ))
+        })
+}
+
+/// The longest regex accepted for matching class names.
+pub const MAX_PATTERN_LEN: usize = 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +80,17 @@ mod tests {
         assert_eq!(canonify("fe80::1"), "fe80__1");
         assert_eq!(canonify("é"), "_");
         assert_eq!(canonify("Already_Fine9"), "Already_Fine9");
+    }
+
+    #[test]
+    fn whole_name_patterns() {
+        let r = whole_name_regex("did.*").unwrap();
+        assert!(r.is_match("did_my_job"));
+        assert!(!whole_name_regex("did").unwrap().is_match("did_my_job"));
+        assert!(whole_name_regex("a|b").unwrap().is_match("b"));
+        assert!(!whole_name_regex("a|b").unwrap().is_match("ab"));
+        assert!(whole_name_regex("(").is_err());
+        assert!(whole_name_regex("a{1000}{1000}{1000}").is_err());
     }
 
     #[test]

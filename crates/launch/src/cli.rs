@@ -1,0 +1,222 @@
+//! The command line of `baton-run`.
+
+use crate::history;
+use crate::job::job_name;
+use crate::runner::{run_job, RunSpec};
+use baton_core::cli::SiteArgs;
+use baton_core::clock::format_time;
+use baton_core::error::{finish, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
+use baton_core::{Duration, Error, Result};
+use baton_signals::store::validate_signal_name;
+use baton_signals::{Policy, DEFAULT_TTL};
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Run CMD under cron-safe rules and publish its outcome as signals.
+///
+/// Exit status: CMD's own; 124 if it timed out; 126 if it could not be executed, 127 if
+/// not found; 128+N if killed by signal N; 75 if another run holds the job's lock; 76 if
+/// --ifelapsed or --once-per skipped it; 2 on a usage or state error.
+#[derive(Parser, Debug)]
+#[command(name = "baton-run", version)]
+pub struct RunCli {
+    /// Skip the run if the job last started less than DUR ago (CFEngine's ifelapsed)
+    #[arg(long, value_name = "DUR")]
+    pub ifelapsed: Option<Duration>,
+
+    /// Kill a run of this job still holding its lock after DUR, then run (CFEngine's expireafter)
+    #[arg(long, value_name = "DUR")]
+    pub expireafter: Option<Duration>,
+
+    /// Kill CMD's whole process group after DUR and count the run as failed (status 124)
+    #[arg(long, value_name = "DUR")]
+    pub timeout: Option<Duration>,
+
+    /// Time between TERM and KILL when killing a process group
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub grace: Duration,
+
+    /// The job's name for its lock, state and history [default: derived from CMD]
+    #[arg(long, value_name = "NAME")]
+    pub lock: Option<String>,
+
+    /// Retry a failed CMD up to N more times within this run
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// Pause before the first retry, doubling before each next one
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub backoff: Duration,
+
+    /// Raise CLASS when CMD exits 0 (repeatable)
+    #[arg(long, value_name = "CLASS")]
+    pub on_repaired: Vec<String>,
+
+    /// Raise CLASS when CMD fails, is killed or times out (repeatable)
+    #[arg(long, value_name = "CLASS")]
+    pub on_failed: Vec<String>,
+
+    /// Raise CLASS when --ifelapsed or --once-per skips the run (repeatable)
+    #[arg(long, value_name = "CLASS")]
+    pub on_skipped: Vec<String>,
+
+    /// How long outcome signals stay live
+    #[arg(long, value_name = "DUR", default_value_t = DEFAULT_TTL)]
+    pub ttl: Duration,
+
+    /// reset: raising again restarts a signal's clock; preserve: keeps the first expiry
+    #[arg(long, value_enum, default_value_t = Policy::Reset)]
+    pub policy: Policy,
+
+    /// Run at most once per distinct KEY that succeeded (e.g. the upstream signal's set_at)
+    #[arg(long, value_name = "KEY")]
+    pub once_per: Option<String>,
+
+    /// How many run logs to keep per job
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub keep_logs: usize,
+
+    /// Say nothing when the run is skipped or the job is busy (cron mails what is printed)
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print the run history of JOB (or of every job) instead of running anything
+    #[arg(long, value_name = "JOB", num_args = 0..=1, default_missing_value = "")]
+    pub history: Option<String>,
+
+    /// With --history: JSON lines instead of columns
+    #[arg(long, requires = "history")]
+    pub json: bool,
+
+    /// With --history: only the last N records
+    #[arg(long, value_name = "N", requires = "history")]
+    pub limit: Option<usize>,
+
+    #[command(flatten)]
+    pub site: SiteArgs,
+
+    /// The command and its arguments, after --
+    #[arg(last = true, value_name = "CMD", required_unless_present = "history")]
+    pub command: Vec<String>,
+}
+
+pub fn baton_run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    const BIN: &str = "baton-run";
+    match parse_args::<RunCli>(BIN, args) {
+        Ok(cli) => finish(BIN, run(cli)),
+        Err(code) => code,
+    }
+}
+
+fn run(cli: RunCli) -> Result<u8> {
+    if let Some(job) = &cli.history {
+        return print_history(&cli, job);
+    }
+    let spec = spec_from(&cli)?;
+    let site = cli.site.resolve()?;
+    let report = run_job(&spec, &site)?;
+    let mut err = std::io::stderr().lock();
+    for alert in &report.alerts {
+        let _ = writeln!(err, "baton-run: {alert}");
+    }
+    if let (Some(notice), false) = (&report.notice, cli.quiet) {
+        let _ = writeln!(err, "baton-run: {notice}");
+    }
+    Ok(report.status)
+}
+
+/// Validate everything before any work starts.
+fn spec_from(cli: &RunCli) -> Result<RunSpec> {
+    if cli.command.first().is_none_or(|c| c.is_empty()) {
+        return Err(Error::new("no command given after --"));
+    }
+    for class in cli
+        .on_repaired
+        .iter()
+        .chain(&cli.on_failed)
+        .chain(&cli.on_skipped)
+    {
+        validate_signal_name(class).map_err(|e| e.context("outcome class"))?;
+    }
+    if cli.ttl == Duration::ZERO {
+        return Err(Error::new("--ttl must be longer than 0s"));
+    }
+    if cli.timeout == Some(Duration::ZERO) {
+        return Err(Error::new("--timeout must be longer than 0s"));
+    }
+    if cli.once_per.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        return Err(Error::new(
+            "--once-per KEY is empty (did the command that computes it fail?)",
+        ));
+    }
+    if cli.keep_logs == 0 {
+        return Err(Error::new("--keep-logs must be at least 1"));
+    }
+    Ok(RunSpec {
+        command: cli.command.clone(),
+        job: job_name(cli.lock.as_deref(), &cli.command)?,
+        ifelapsed: cli.ifelapsed,
+        expireafter: cli.expireafter,
+        timeout: cli.timeout,
+        grace: cli.grace,
+        retries: cli.retries,
+        backoff: cli.backoff,
+        on_repaired: cli.on_repaired.clone(),
+        on_failed: cli.on_failed.clone(),
+        on_skipped: cli.on_skipped.clone(),
+        ttl: cli.ttl,
+        policy: cli.policy,
+        once_per: cli.once_per.clone(),
+        keep_logs: cli.keep_logs,
+    })
+}
+
+fn print_history(cli: &RunCli, job: &str) -> Result<u8> {
+    let job = (!job.is_empty()).then_some(job);
+    if let Some(j) = job {
+        baton_core::name::validate(j).map_err(|e| e.context("--history"))?;
+    }
+    let site = cli.site.resolve()?;
+    let mut records = history::read(&site.state_dir.join("history"), job)?;
+    if let Some(n) = cli.limit {
+        records.drain(..records.len().saturating_sub(n));
+    }
+    let mut out = std::io::stdout().lock();
+    for r in &records {
+        if cli.json {
+            let line = serde_json::to_string(r).map_err(|e| Error::new(e.to_string()))?;
+            writeln!(out, "{line}")
+        } else {
+            writeln!(
+                out,
+                "{} {} {} {} {} {}",
+                format_time(r.start),
+                format_time(r.end),
+                r.job,
+                r.outcome.as_str(),
+                r.status,
+                r.run
+            )
+        }
+        .map_err(stdout_error)?;
+    }
+    out.flush().map_err(stdout_error)?;
+    Ok(if records.is_empty() {
+        EXIT_FALSE
+    } else {
+        EXIT_TRUE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        RunCli::command().debug_assert();
+    }
+}

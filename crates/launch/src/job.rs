@@ -1,0 +1,179 @@
+//! A job's identity and its state record, `STATE_DIR/jobs/JOB.json`, written only by the
+//! holder of the job's lock, `STATE_DIR/jobs/JOB.lock`.
+
+use baton_core::fsutil::{ensure_dir, write_atomic};
+use baton_core::{name, Error, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const STATE_VERSION: u32 = 1;
+/// How many `--once-per` keys a job remembers.
+pub const ONCE_PER_MEMORY: usize = 64;
+/// Job names become file names.
+pub const MAX_JOB_NAME: usize = 100;
+
+/// Where a job's files live.
+#[derive(Debug, Clone)]
+pub struct JobPaths {
+    pub name: String,
+    pub lock: PathBuf,
+    pub state: PathBuf,
+    pub history: PathBuf,
+    pub history_lock: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl JobPaths {
+    pub fn new(state_dir: &Path, job: &str) -> JobPaths {
+        let jobs = state_dir.join("jobs");
+        let history = state_dir.join("history");
+        JobPaths {
+            name: job.to_string(),
+            lock: jobs.join(format!("{job}.lock")),
+            state: jobs.join(format!("{job}.json")),
+            history: history.join(format!("{job}.jsonl")),
+            history_lock: history.join(format!(".{job}.lock")),
+            logs: state_dir.join("logs").join(job),
+        }
+    }
+
+    pub fn create_dirs(&self) -> Result<()> {
+        for p in [&self.lock, &self.history] {
+            if let Some(dir) = p.parent() {
+                ensure_dir(dir)?;
+            }
+        }
+        ensure_dir(&self.logs)
+    }
+}
+
+/// The job name: `--lock NAME`, else derived from the command line as a readable prefix
+/// plus a hash of the whole of it, so two commands never share a lock by accident.
+pub fn job_name(lock: Option<&str>, command: &[String]) -> Result<String> {
+    if let Some(n) = lock {
+        name::validate(n).map_err(|e| e.context("--lock"))?;
+        if n.len() > MAX_JOB_NAME {
+            return Err(Error::new(format!(
+                "--lock: longer than {MAX_JOB_NAME} characters"
+            )));
+        }
+        return Ok(n.to_string());
+    }
+    let joined = command.join(" ");
+    let mut readable: String = name::canonify(&joined).chars().take(60).collect();
+    readable = readable.trim_matches('_').to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a: stable across builds and platforms
+    for part in command {
+        for b in part.bytes().chain([0]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    Ok(format!("{readable}_{hash:016x}"))
+}
+
+/// A run that holds (or held, if its `baton-run` died) the job's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    pub run: String,
+    pub pid: u32,
+    /// The command's process group (its pid: it leads a new group).
+    pub pgid: u32,
+    pub started: DateTime<Utc>,
+}
+
+/// What a job remembers between cron ticks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JobState {
+    pub version: u32,
+    pub job: String,
+    #[serde(default)]
+    pub last_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_end: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_outcome: Option<String>,
+    #[serde(default)]
+    pub running: Option<Running>,
+    /// `--once-per` keys of successful runs, oldest first.
+    #[serde(default)]
+    pub once_per: Vec<String>,
+}
+
+impl JobState {
+    /// Read the job's state; absent means never run. A damaged record is an error: the
+    /// runner must not guess whether a job already ran.
+    pub fn load(paths: &JobPaths) -> Result<JobState> {
+        match std::fs::read(&paths.state) {
+            Ok(bytes) => {
+                let state: JobState = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(format!(
+                        "damaged job state {}: {e} (remove it to start afresh)",
+                        paths.state.display()
+                    ))
+                })?;
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JobState {
+                version: STATE_VERSION,
+                job: paths.name.clone(),
+                ..JobState::default()
+            }),
+            Err(e) => Err(Error::io("read", &paths.state, e)),
+        }
+    }
+
+    pub fn save(&self, paths: &JobPaths) -> Result<()> {
+        let mut bytes = serde_json::to_vec(self).map_err(|e| Error::new(e.to_string()))?;
+        bytes.push(b'\n');
+        write_atomic(&paths.state, &bytes)
+    }
+
+    pub fn remember_key(&mut self, key: &str) {
+        self.once_per.retain(|k| k != key);
+        self.once_per.push(key.to_string());
+        let excess = self.once_per.len().saturating_sub(ONCE_PER_MEMORY);
+        self.once_per.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_are_stable_readable_and_distinct() {
+        let a = job_name(None, &["/usr/local/bin/my_job".into()]).unwrap();
+        assert!(a.starts_with("usr_local_bin_my_job_"), "{a}");
+        assert_eq!(
+            a,
+            job_name(None, &["/usr/local/bin/my_job".into()]).unwrap()
+        );
+        let b = job_name(None, &["/usr/local/bin/my".into(), "job".into()]).unwrap();
+        let c = job_name(None, &["/usr/local/bin/my job".into()]).unwrap();
+        assert_ne!(b, c, "argument boundaries count");
+        assert!(name::validate(&a).is_ok());
+        let long = job_name(None, &["x".repeat(5000)]).unwrap();
+        assert!(long.len() <= MAX_JOB_NAME);
+    }
+
+    #[test]
+    fn lock_names_are_checked() {
+        assert_eq!(job_name(Some("nightly"), &[]).unwrap(), "nightly");
+        assert!(job_name(Some("../etc"), &[]).is_err());
+        assert!(job_name(Some(&"x".repeat(101)), &[]).is_err());
+    }
+
+    #[test]
+    fn once_per_memory_is_bounded() {
+        let mut s = JobState::default();
+        for i in 0..100 {
+            s.remember_key(&format!("k{i}"));
+        }
+        s.remember_key("k50");
+        assert_eq!(s.once_per.len(), ONCE_PER_MEMORY);
+        assert_eq!(s.once_per.last().unwrap(), "k50");
+        assert!(!s.once_per.contains(&"k0".to_string()));
+    }
+}

@@ -1,0 +1,360 @@
+//! One cron tick of one job: take the lock (or take over an expired run), apply
+//! `--ifelapsed` and `--once-per`, run the command with its bound and retries, then
+//! publish outcome signals and append the history record.
+
+use crate::history::{self, Outcome, Record, HISTORY_VERSION};
+use crate::job::{JobPaths, JobState, Running};
+use crate::process::{self, Ending};
+use baton_core::cli::Site;
+use baton_core::clock::format_time;
+use baton_core::lock::{lock_file, try_lock_file};
+use baton_core::{Duration, Error, Result};
+use baton_signals::{Policy, Store};
+use chrono::{DateTime, Utc};
+use std::fs::File;
+use std::process::Command;
+use std::time::Instant;
+
+/// Exit status when another run of the job holds its lock (EX_TEMPFAIL).
+pub const EXIT_BUSY: u8 = 75;
+/// Exit status when `--ifelapsed` or `--once-per` skips the run.
+pub const EXIT_SKIPPED: u8 = 76;
+
+/// Everything `baton-run` was asked to do, validated.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub command: Vec<String>,
+    pub job: String,
+    pub ifelapsed: Option<Duration>,
+    pub expireafter: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub grace: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub on_repaired: Vec<String>,
+    pub on_failed: Vec<String>,
+    pub on_skipped: Vec<String>,
+    pub ttl: Duration,
+    pub policy: Policy,
+    pub once_per: Option<String>,
+    pub keep_logs: usize,
+}
+
+/// How the tick went: the status to exit with, and lines for stderr.
+#[derive(Debug)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub status: u8,
+    /// Said only when not `--quiet`: why the job did not run.
+    pub notice: Option<String>,
+    /// Always said: something went wrong that cron should mail.
+    pub alerts: Vec<String>,
+}
+
+/// Run one tick of `spec` as `site`.
+pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
+    let paths = JobPaths::new(&site.state_dir, &spec.job);
+    paths.create_dirs()?;
+    let now = site.clock.now()?;
+    let mut alerts = Vec::new();
+    let _lock: File = match try_lock_file(&paths.lock)? {
+        Some(lock) => lock,
+        None => match take_over(spec, &paths, now, &mut alerts)? {
+            Some(lock) => lock,
+            None => {
+                let holder = JobState::load(&paths)?.running;
+                let why = match holder {
+                    Some(r) => format!(
+                        "{} is busy: run {} (pid {}) started at {} holds its lock",
+                        spec.job,
+                        r.run,
+                        r.pid,
+                        format_time(r.started)
+                    ),
+                    None => format!("{} is busy: another run holds its lock", spec.job),
+                };
+                return finish_not_run(spec, site, &paths, now, Outcome::Busy, why, alerts);
+            }
+        },
+    };
+    let mut state = JobState::load(&paths)?;
+    if let Some(prev) = state.running.clone() {
+        // The previous baton-run died while holding the lock; its command may live on.
+        if process::live_members(prev.pgid) > 0 {
+            if expired(spec, &prev, now) {
+                process::kill_group(prev.pgid, spec.grace.std());
+                alerts.push(format!(
+                    "killed orphaned run {} of {} (pid {}): running since {}, past --expireafter {}",
+                    prev.run, spec.job, prev.pid, format_time(prev.started),
+                    spec.expireafter.unwrap_or_default()
+                ));
+            } else {
+                let why = format!(
+                    "{} is busy: run {} (pid {}) outlived its baton-run and is still running",
+                    spec.job, prev.run, prev.pid
+                );
+                return finish_not_run(spec, site, &paths, now, Outcome::Busy, why, alerts);
+            }
+        }
+        state.running = None;
+    }
+    if let Some(why) = skip_reason(spec, &state, now) {
+        return finish_not_run(spec, site, &paths, now, Outcome::Skipped, why, alerts);
+    }
+
+    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let log_path = paths.logs.join(format!("{run_id}.log"));
+    state.last_start = Some(now);
+    let started = Instant::now();
+    let mut attempts = 0;
+    let ending = loop {
+        attempts += 1;
+        let ending = attempt(spec, site, &paths, &mut state, &run_id, now, &log_path)?;
+        if ending.succeeded() || attempts > spec.retries {
+            break ending;
+        }
+        let pause = spec
+            .backoff
+            .as_secs()
+            .saturating_mul(1 << (attempts - 1).min(16));
+        std::thread::sleep(std::time::Duration::from_secs(pause.min(3600)));
+    };
+    let end = site
+        .clock
+        .now()?
+        .max(now + chrono::TimeDelta::from_std(started.elapsed()).unwrap_or_default());
+    let outcome = if ending.succeeded() {
+        Outcome::Repaired
+    } else {
+        Outcome::Failed
+    };
+    if let Ending::NotStarted(_, why) = &ending {
+        alerts.push(format!("cannot run '{}': {why}", spec.command[0]));
+    }
+    if ending == Ending::TimedOut {
+        alerts.push(format!(
+            "{} timed out after {} and was killed (run {run_id})",
+            spec.job,
+            spec.timeout.unwrap_or_default()
+        ));
+    }
+    state.running = None;
+    state.last_end = Some(end);
+    state.last_outcome = Some(outcome.as_str().to_string());
+    if outcome == Outcome::Repaired {
+        if let Some(key) = &spec.once_per {
+            state.remember_key(key);
+        }
+    }
+    state.save(&paths)?;
+    let classes = if outcome == Outcome::Repaired {
+        &spec.on_repaired
+    } else {
+        &spec.on_failed
+    };
+    raise_all(spec, site, classes, end, &run_id)?;
+    history::append(
+        &paths,
+        &Record {
+            version: HISTORY_VERSION,
+            job: spec.job.clone(),
+            run: run_id,
+            host: site.host.clone(),
+            start: now,
+            end,
+            outcome,
+            status: ending.status(),
+            attempts,
+            reason: match &ending {
+                Ending::NotStarted(_, why) => Some(why.clone()),
+                Ending::TimedOut => Some("timed out".into()),
+                _ => None,
+            },
+            log: Some(log_path.display().to_string()),
+        },
+    )?;
+    prune_logs(&paths, spec.keep_logs);
+    Ok(Report {
+        outcome,
+        status: ending.status(),
+        notice: None,
+        alerts,
+    })
+}
+
+/// One attempt: spawn with output to the run's log, note the running process, wait.
+#[allow(clippy::too_many_arguments)]
+fn attempt(
+    spec: &RunSpec,
+    site: &Site,
+    paths: &JobPaths,
+    state: &mut JobState,
+    run_id: &str,
+    now: DateTime<Utc>,
+    log_path: &std::path::Path,
+) -> Result<Ending> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(|e| Error::io("open log", log_path, e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| Error::io("open log", log_path, e))?;
+    let mut command = Command::new(&spec.command[0]);
+    command
+        .args(&spec.command[1..])
+        .stdout(log)
+        .stderr(log_err)
+        // The job's own baton calls act as the same host, on the same store and clock.
+        .env("BATON_RUN", run_id)
+        .env("BATON_JOB", &spec.job)
+        .env("BATON_HOST", &site.host)
+        .env("BATON_STATE_DIR", &site.state_dir);
+    let child = match process::spawn_in_group(&mut command) {
+        Ok(child) => child,
+        Err(ending) => return Ok(ending),
+    };
+    state.running = Some(Running {
+        run: run_id.to_string(),
+        pid: child.id(),
+        pgid: child.id(),
+        started: now,
+    });
+    state.save(paths)?;
+    Ok(process::wait_bounded(
+        child,
+        spec.timeout.map(Duration::std),
+        spec.grace.std(),
+    ))
+}
+
+fn expired(spec: &RunSpec, running: &Running, now: DateTime<Utc>) -> bool {
+    spec.expireafter
+        .is_some_and(|limit| now >= running.started + limit.chrono())
+}
+
+/// With `--expireafter`, a run that has held the lock too long is killed and its lock
+/// taken once its baton-run has let go (bounded).
+fn take_over(
+    spec: &RunSpec,
+    paths: &JobPaths,
+    now: DateTime<Utc>,
+    alerts: &mut Vec<String>,
+) -> Result<Option<File>> {
+    let Some(limit) = spec.expireafter else {
+        return Ok(None);
+    };
+    let Some(running) = JobState::load(paths)?.running else {
+        return Ok(None);
+    };
+    if !expired(spec, &running, now) {
+        return Ok(None);
+    }
+    process::kill_group(running.pgid, spec.grace.std());
+    let wait = spec.grace.std() * 2 + std::time::Duration::from_secs(10);
+    let lock = lock_file(&paths.lock, wait)?;
+    alerts.push(format!(
+        "killed run {} of {} (pid {}): running since {}, past --expireafter {limit}",
+        running.run,
+        spec.job,
+        running.pid,
+        format_time(running.started)
+    ));
+    Ok(Some(lock))
+}
+
+fn skip_reason(spec: &RunSpec, state: &JobState, now: DateTime<Utc>) -> Option<String> {
+    if let (Some(limit), Some(last)) = (spec.ifelapsed, state.last_start) {
+        if now < last + limit.chrono() {
+            let ago = Duration::from_secs((now - last).num_seconds().max(0) as u64);
+            return Some(format!(
+                "skipped {}: last started {ago} ago, --ifelapsed {limit}",
+                spec.job
+            ));
+        }
+    }
+    if let Some(key) = &spec.once_per {
+        if state.once_per.iter().any(|k| k == key) {
+            return Some(format!(
+                "skipped {}: already succeeded for --once-per '{key}'",
+                spec.job
+            ));
+        }
+    }
+    None
+}
+
+/// A tick that did not run the command: signals for skips, a history record, a notice.
+fn finish_not_run(
+    spec: &RunSpec,
+    site: &Site,
+    paths: &JobPaths,
+    now: DateTime<Utc>,
+    outcome: Outcome,
+    why: String,
+    alerts: Vec<String>,
+) -> Result<Report> {
+    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), std::process::id());
+    if outcome == Outcome::Skipped {
+        raise_all(spec, site, &spec.on_skipped, now, &run_id)?;
+    }
+    let status = if outcome == Outcome::Busy {
+        EXIT_BUSY
+    } else {
+        EXIT_SKIPPED
+    };
+    history::append(
+        paths,
+        &Record {
+            version: HISTORY_VERSION,
+            job: spec.job.clone(),
+            run: run_id,
+            host: site.host.clone(),
+            start: now,
+            end: now,
+            outcome,
+            status,
+            attempts: 0,
+            reason: Some(why.clone()),
+            log: None,
+        },
+    )?;
+    Ok(Report {
+        outcome,
+        status,
+        notice: Some(why),
+        alerts,
+    })
+}
+
+fn raise_all(
+    spec: &RunSpec,
+    site: &Site,
+    classes: &[String],
+    at: DateTime<Utc>,
+    run: &str,
+) -> Result<()> {
+    let store = Store::new(&site.state_dir, &site.host);
+    for class in classes {
+        store.raise(class, at, spec.ttl, spec.policy, Some(run))?;
+    }
+    Ok(())
+}
+
+/// Keep the newest `keep` logs of the job (names sort by start time).
+fn prune_logs(paths: &JobPaths, keep: usize) {
+    let Ok(dir) = std::fs::read_dir(&paths.logs) else {
+        return;
+    };
+    let mut logs: Vec<_> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(keep);
+    for old in &logs[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+}

@@ -1,0 +1,29 @@
+//! Signals: a host's persistent classes with a time to live, kept durably in the state
+//! dir, and the `baton-signal` command line.
+//!
+//! Only this crate knows the layout of `STATE_DIR/signals/`.
+
+pub mod cli;
+pub mod store;
+
+pub use store::{Listing, Policy, Signal, Store, DEFAULT_TTL};
+
+use baton_core::cli::Site;
+use chrono::{DateTime, Utc};
+
+/// The names of this host's live signals: the `LiveSignals` source of `baton-classes` and
+/// `baton-if`. Unreadable records are warned about on stderr and left out.
+pub fn live_class_names(site: &Site, now: DateTime<Utc>) -> baton_core::Result<Vec<String>> {
+    let listing = Store::new(&site.state_dir, &site.host).live(now)?;
+    warn(&listing.problems);
+    Ok(listing.signals.into_iter().map(|s| s.name).collect())
+}
+
+/// Print each problem as a warning line on stderr.
+pub fn warn(problems: &[String]) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    for p in problems {
+        let _ = writeln!(err, "baton: warning: {p}");
+    }
+}
