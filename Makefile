@@ -2,7 +2,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-BINS = baton-classes baton-if baton-signal baton-run
+BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query
 SCRIPTS =
 
 .PHONY: all build release demo test bench lint fmt install uninstall clean

@@ -3,5 +3,6 @@
 mod util;
 
 mod classes_cli;
+mod peers;
 mod run_cli;
 mod signal_cli;

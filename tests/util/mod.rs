@@ -16,6 +16,8 @@ pub fn bin(name: &str) -> PathBuf {
         "baton-if" => env!("CARGO_BIN_EXE_baton-if"),
         "baton-signal" => env!("CARGO_BIN_EXE_baton-signal"),
         "baton-run" => env!("CARGO_BIN_EXE_baton-run"),
+        "baton-serve" => env!("CARGO_BIN_EXE_baton-serve"),
+        "baton-query" => env!("CARGO_BIN_EXE_baton-query"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(path)
@@ -173,6 +175,93 @@ impl Host {
             .env("BATON_NOW", at)
             .stdin(Stdio::null());
         Cmd { cmd, stdin: None }
+    }
+}
+
+impl Host {
+    /// Set this host's server clock (the file its baton-serve reads as BATON_NOW),
+    /// replaced whole so the server never reads half a time.
+    pub fn set_clock(&self, at: &str) {
+        let tmp = self.dir.join("now.tmp");
+        std::fs::write(&tmp, at).unwrap();
+        std::fs::rename(&tmp, self.dir.join("now")).unwrap();
+    }
+
+    /// Start `baton-serve` for this host on `ip` (port 0: the kernel picks one), with
+    /// `access` as its access file, its clock read from the host's clock file.
+    pub fn serve(&self, ip: &str, access: &str, extra: &[&str]) -> Server {
+        std::fs::write(self.dir.join("access"), access).unwrap();
+        if !self.dir.join("now").exists() {
+            self.set_clock("2012-01-24T16:47:00Z");
+        }
+        let log = self.dir.join("serve.log");
+        let mut cmd = Command::new(bin("baton-serve"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("BATON_") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.args(["--listen", &format!("{ip}:0"), "--access"])
+            .arg(self.dir.join("access"))
+            .args(extra)
+            .current_dir(&self.dir.path)
+            .env("BATON_STATE_DIR", self.state())
+            .env("BATON_HOST", &self.name)
+            .env("BATON_NOW", self.dir.join("now"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .map(str::to_string);
+        let server = Server {
+            child,
+            addr: addr.clone().unwrap_or_default(),
+            log,
+        };
+        assert!(
+            addr.is_some(),
+            "baton-serve did not start: {:?}\n{}",
+            line,
+            server.log_text()
+        );
+        server
+    }
+}
+
+/// A running baton-serve, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the server process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,9 +1,14 @@
 //! Signals: a host's persistent classes with a time to live, kept durably in the state
-//! dir, and the `baton-signal` command line.
+//! dir; the peer service that serves them to admitted peers, with its access rules and
+//! request authentication; and the `baton-signal` and `baton-serve` command lines.
 //!
 //! Only this crate knows the layout of `STATE_DIR/signals/`.
 
+pub mod access;
+pub mod auth;
 pub mod cli;
+pub mod serve;
+pub mod serve_cli;
 pub mod store;
 
 pub use store::{Listing, Policy, Signal, Store, DEFAULT_TTL};

@@ -1,0 +1,273 @@
+//! The command line of `baton-query`.
+
+use crate::client::{Client, RemoteSignal, Target};
+use crate::tls;
+use baton_core::clock::{format_time, parse_time};
+use baton_core::error::{finish, parse_args, stdout_error, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE};
+use baton_core::{name, Clock, Duration, Error, Result};
+use baton_signals::auth::Key;
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Ask peers for their live signals whose whole name matches REGEX.
+///
+/// Prints PREFIX_NAME (or NAME without --prefix) for each matching signal, one per line,
+/// to feed `baton-if --stdin`. Exit 0 if enough hosts matched (--min, default 1), 1 if
+/// not, 2 if a host could not be asked (down, timed out, denied, bad key, TLS failure).
+#[derive(Parser, Debug)]
+#[command(name = "baton-query", version)]
+pub struct QueryCli {
+    /// Prefix each class with P_ ('{host}' is each host's canonified name)
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+
+    /// Print a JSON array of {host, class, name, set_at, expires_at, run}
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print each match with TEMPLATE: {class} {name} {host} {set_at} {expires_at} {run}
+    #[arg(long, value_name = "TEMPLATE", conflicts_with = "json")]
+    pub format: Option<String>,
+
+    /// Give up on a host after DUR
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub timeout: Duration,
+
+    /// Ask again until enough hosts match or DUR has passed
+    #[arg(long, value_name = "DUR")]
+    pub wait: Option<Duration>,
+
+    /// With --wait: pause between rounds (doubling, up to 4x, while hosts fail)
+    #[arg(long, value_name = "DUR", default_value = "5s", requires = "wait")]
+    pub interval: Duration,
+
+    /// Succeed only when at least N hosts have a matching signal (k of n)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min: usize,
+
+    /// Only signals set less than DUR ago (by the peer's own clock, so skew cannot fool it)
+    #[arg(long, value_name = "DUR")]
+    pub newer_than: Option<Duration>,
+
+    /// Only signals set at or after TIME
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Sign requests with this key file (as baton-serve --keygen writes)
+    #[arg(long, value_name = "FILE", env = "BATON_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Use HTTPS for hosts given without a scheme
+    #[arg(long, env = "BATON_TLS")]
+    pub tls: bool,
+
+    /// Trust servers whose certificate this PEM CA signed (host names are checked)
+    #[arg(long, value_name = "FILE", env = "BATON_CA", conflicts_with = "pin")]
+    pub ca: Option<PathBuf>,
+
+    /// Trust only the server certificate with this SHA-256 fingerprint
+    #[arg(long, value_name = "SHA256", env = "BATON_PIN")]
+    pub pin: Option<String>,
+
+    /// Act as if it were TIME (signing and --since)
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    /// HOST[:PORT]... REGEX: the hosts to ask, then the pattern
+    #[arg(value_name = "HOST[:PORT]... REGEX", num_args = 2.., required = true)]
+    pub args: Vec<String>,
+}
+
+pub fn baton_query(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    const BIN: &str = "baton-query";
+    match parse_args::<QueryCli>(BIN, args) {
+        Ok(cli) => finish(BIN, run(cli)),
+        Err(code) => code,
+    }
+}
+
+/// A match ready to print.
+struct Found<'a> {
+    target: &'a Target,
+    class: String,
+    signal: RemoteSignal,
+}
+
+fn run(cli: QueryCli) -> Result<u8> {
+    let (hosts, pattern) = cli.args.split_at(cli.args.len() - 1);
+    let pattern = &pattern[0];
+    // The server matches too; checking here as well keeps a wrong server honest.
+    let matcher = name::whole_name_regex(pattern)?;
+    let https = cli.tls || cli.ca.is_some() || cli.pin.is_some();
+    let targets = hosts
+        .iter()
+        .map(|h| Target::parse(h, https))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(p) = &cli.prefix {
+        let probe = p.replace("{host}", "h");
+        name::validate(&probe).map_err(|e| e.context("--prefix"))?;
+    }
+    if cli.min == 0 || cli.min > targets.len() {
+        return Err(Error::new(format!(
+            "--min must be 1 to {} (the number of hosts)",
+            targets.len()
+        )));
+    }
+    if cli.timeout == Duration::ZERO || cli.interval == Duration::ZERO {
+        return Err(Error::new(
+            "--timeout and --interval must be longer than 0s",
+        ));
+    }
+    let since = cli
+        .since
+        .as_deref()
+        .map(parse_time)
+        .transpose()
+        .map_err(|e| e.context("--since"))?;
+    let key = cli.key.as_deref().map(Key::load).transpose()?;
+    let tls = match (&cli.ca, &cli.pin) {
+        (Some(ca), _) => Some(tls::private_ca(ca)?),
+        (None, Some(pin)) => Some(tls::pinned(tls::parse_pin(pin)?)?),
+        _ => None,
+    };
+    let clock = Clock::resolve(cli.at.as_deref())?;
+    let client = Client::new(key, tls, cli.timeout.std(), clock);
+
+    let deadline = cli.wait.map(|w| Instant::now() + w.std());
+    let mut pause = cli.interval.std();
+    let (found, hosts_matched, failures) = loop {
+        let answers = client.ask_all(&targets, pattern);
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        let mut hosts_matched = 0;
+        for (target, answer) in targets.iter().zip(answers) {
+            match answer {
+                Ok(reply) => {
+                    let before = found.len();
+                    for signal in reply.signals {
+                        if fresh(&signal, reply.now, cli.newer_than, since)
+                            && matcher.is_match(&signal.name)
+                        {
+                            found.push(Found {
+                                target,
+                                class: class_of(&cli.prefix, target, &signal.name),
+                                signal,
+                            });
+                        }
+                    }
+                    hosts_matched += usize::from(found.len() > before);
+                }
+                Err(why) => failures.push(format!("cannot ask {}: {why}", target.label())),
+            }
+        }
+        let done = hosts_matched >= cli.min;
+        match deadline {
+            Some(d) if !done && Instant::now() < d => {
+                std::thread::sleep(pause.min(d.saturating_duration_since(Instant::now())));
+                if !failures.is_empty() {
+                    pause = (pause * 2).min(cli.interval.std() * 4);
+                }
+            }
+            _ => break (found, hosts_matched, failures),
+        }
+    };
+    print(&cli, &found)?;
+    let mut err = std::io::stderr().lock();
+    for f in &failures {
+        let _ = writeln!(err, "baton-query: {f}");
+    }
+    Ok(if !failures.is_empty() {
+        EXIT_ERROR
+    } else if hosts_matched >= cli.min {
+        EXIT_TRUE
+    } else {
+        EXIT_FALSE
+    })
+}
+
+fn fresh(
+    s: &RemoteSignal,
+    peer_now: DateTime<Utc>,
+    newer_than: Option<Duration>,
+    since: Option<DateTime<Utc>>,
+) -> bool {
+    newer_than.is_none_or(|d| peer_now - s.set_at < d.chrono())
+        && since.is_none_or(|t| s.set_at >= t)
+}
+
+/// CFEngine joins prefix and name with `_`.
+fn class_of(prefix: &Option<String>, target: &Target, name: &str) -> String {
+    match prefix {
+        Some(p) => format!("{}_{name}", p.replace("{host}", &target.class_name())),
+        None => name.to_string(),
+    }
+}
+
+fn print(cli: &QueryCli, found: &[Found]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let items: Vec<_> = found
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "host": f.target.label(),
+                    "class": f.class,
+                    "name": f.signal.name,
+                    "set_at": format_time(f.signal.set_at),
+                    "expires_at": format_time(f.signal.expires_at),
+                    "run": f.signal.run,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(items)).map_err(stdout_error)?;
+    } else if let Some(template) = &cli.format {
+        for f in found {
+            let line = template
+                .replace("{class}", &f.class)
+                .replace("{name}", &f.signal.name)
+                .replace("{host}", &f.target.label())
+                .replace("{set_at}", &format_time(f.signal.set_at))
+                .replace("{expires_at}", &format_time(f.signal.expires_at))
+                .replace("{run}", f.signal.run.as_deref().unwrap_or(""));
+            writeln!(out, "{line}").map_err(stdout_error)?;
+        }
+    } else {
+        let mut classes: Vec<&str> = found.iter().map(|f| f.class.as_str()).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        for c in classes {
+            writeln!(out, "{c}").map_err(stdout_error)?;
+        }
+    }
+    out.flush().map_err(stdout_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        QueryCli::command().debug_assert();
+    }
+
+    #[test]
+    fn prefixes_join_with_underscore() {
+        let t = Target::parse("host-1.example:7401", false).unwrap();
+        assert_eq!(
+            class_of(&Some("hostX".into()), &t, "did_my_job"),
+            "hostX_did_my_job"
+        );
+        assert_eq!(
+            class_of(&Some("{host}".into()), &t, "did"),
+            "host_1_example_did"
+        );
+        assert_eq!(class_of(&None, &t, "did"), "did");
+    }
+}

@@ -1,0 +1,256 @@
+//! Asking peers for their signals: one `GET /v1/signals?match=REGEX` per host, signed
+//! when a key is given, many hosts at once, each bounded by the time-out.
+
+use baton_core::name::canonify;
+use baton_core::{Clock, Error, Result};
+use baton_signals::auth::Key;
+use baton_signals::serve::{percent_encode, DEFAULT_PORT};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many hosts are asked at the same moment.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A host to ask: `host`, `host:port`, `[v6]:port`, or with `http://` / `https://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub https: bool,
+}
+
+impl Target {
+    pub fn parse(text: &str, https_by_default: bool) -> Result<Target> {
+        let bad = |why: &str| Error::new(format!("invalid host '{text}': {why}"));
+        let (https, rest) = if let Some(r) = text.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = text.strip_prefix("http://") {
+            (false, r)
+        } else {
+            (https_by_default, text)
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("unclosed '['"))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else if rest.matches(':').count() > 1 {
+            (rest.to_string(), None) // a bare IPv6 address
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (rest.to_string(), None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("the port must be 1 to 65535"))?,
+            None => DEFAULT_PORT,
+        };
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+        if !ok {
+            return Err(bad("not a host name or address"));
+        }
+        Ok(Target { host, port, https })
+    }
+
+    /// `host:port`, as messages name it.
+    pub fn label(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The host as a class prefix: `host-2.example.org` is `host_2_example_org`.
+    pub fn class_name(&self) -> String {
+        canonify(&self.host)
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.label())
+    }
+}
+
+/// A signal as a peer reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RemoteSignal {
+    pub name: String,
+    pub host: String,
+    pub set_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub run: Option<String>,
+}
+
+/// A peer's answer: its clock and the signals it admitted us to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Reply {
+    pub host: String,
+    pub now: DateTime<Utc>,
+    pub signals: Vec<RemoteSignal>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// How to reach peers.
+pub struct Client {
+    agent: ureq::Agent,
+    key: Option<Key>,
+    clock: Clock,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(
+        key: Option<Key>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+        clock: Clock,
+    ) -> Client {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout(timeout)
+            .redirects(0)
+            .user_agent(concat!("baton-query/", env!("CARGO_PKG_VERSION")));
+        if let Some(config) = tls {
+            builder = builder.tls_config(config);
+        }
+        Client {
+            agent: builder.build(),
+            key,
+            clock,
+            timeout,
+        }
+    }
+
+    /// Ask one peer for its signals whose whole name matches `pattern`. The error is one
+    /// short reason (`connection refused`, `access denied (403): not admitted`, ...).
+    pub fn ask(&self, target: &Target, pattern: &str) -> std::result::Result<Reply, String> {
+        let path = format!("/v1/signals?match={}", percent_encode(pattern));
+        let mut request = self.agent.get(&target.url(&path));
+        if let Some(key) = &self.key {
+            let now = self.clock.now().map_err(|e| e.message)?;
+            let header = key
+                .authorization("GET", &path, now.timestamp())
+                .map_err(|e| e.message)?;
+            request = request.set("Authorization", &header);
+        }
+        match request.call() {
+            Ok(response) => {
+                let body = response
+                    .into_string()
+                    .map_err(|e| format!("bad answer: {e}"))?;
+                serde_json::from_str::<Reply>(&body).map_err(|e| format!("bad answer: {e}"))
+            }
+            Err(ureq::Error::Status(code, response)) => {
+                let why = response
+                    .into_string()
+                    .ok()
+                    .and_then(|b| serde_json::from_str::<ErrorBody>(&b).ok())
+                    .map(|b| b.error)
+                    .unwrap_or_default();
+                Err(match code {
+                    401 => format!("authentication refused (401): {why}"),
+                    403 => format!("access denied (403): {why}"),
+                    _ => format!("HTTP {code}: {why}"),
+                })
+            }
+            Err(ureq::Error::Transport(t)) => Err(self.transport_reason(&t)),
+        }
+    }
+
+    fn transport_reason(&self, t: &ureq::Transport) -> String {
+        let text = t.to_string().to_lowercase();
+        if text.contains("refused") {
+            "connection refused".into()
+        } else if text.contains("timed out")
+            || text.contains("timeout")
+            || text.contains("would block")
+        {
+            format!("no answer within {}s", self.timeout.as_secs())
+        } else if t.kind() == ureq::ErrorKind::Dns {
+            "cannot resolve the host name".into()
+        } else {
+            // ureq prefixes the URL; keep the reason.
+            let full = t.to_string();
+            let reason = full.rsplit(": ").next().unwrap_or(&full).to_string();
+            match t.kind() {
+                ureq::ErrorKind::ConnectionFailed
+                    if full.to_lowercase().contains("tls") || full.contains("certificate") =>
+                {
+                    format!("TLS failure: {reason}")
+                }
+                _ => reason.to_lowercase(),
+            }
+        }
+    }
+
+    /// Ask every target, at most [`MAX_IN_FLIGHT`] at a time; answers in target order.
+    pub fn ask_all(
+        &self,
+        targets: &[Target],
+        pattern: &str,
+    ) -> Vec<std::result::Result<Reply, String>> {
+        let next = AtomicUsize::new(0);
+        let answers = std::sync::Mutex::new(vec![None; targets.len()]);
+        std::thread::scope(|scope| {
+            for _ in 0..targets.len().min(MAX_IN_FLIGHT) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(target) = targets.get(i) else { break };
+                    let answer = self.ask(target, pattern);
+                    answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
+                });
+            }
+        });
+        answers
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err("not asked".into())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("host1", false).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.https),
+            ("host1", DEFAULT_PORT, false)
+        );
+        let t = Target::parse("127.0.0.2:8000", false).unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.2", 8000));
+        let t = Target::parse("https://h-2.example.org:443/", false).unwrap();
+        assert_eq!(
+            (t.https, t.class_name().as_str(), t.label().as_str()),
+            (true, "h_2_example_org", "h-2.example.org:443")
+        );
+        let t = Target::parse("[::1]:9", true).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.https, t.label().as_str()),
+            ("::1", 9, true, "[::1]:9")
+        );
+        for bad in ["", ":80", "h:0", "h:99999", "h:x", "a b", "[::1", "h/p"] {
+            assert!(Target::parse(bad, false).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The command line of `baton-serve`.
+
+use crate::auth::{Key, KeyRing, Verifier};
+use crate::serve::{ServeConfig, Server};
+use baton_core::cli::SiteArgs;
+use baton_core::error::{finish, parse_args, stdout_error, EXIT_TRUE};
+use baton_core::{Duration, Error, Result};
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Serve this host's live signals to admitted peers over HTTP(S).
+///
+/// GET /v1/signals?match=REGEX answers with the live signals whose whole name matches
+/// REGEX and that the access file admits the peer to. The access file is re-read when it
+/// changes and on SIGHUP; an invalid one is refused and the previous rules stay.
+#[derive(Parser, Debug)]
+#[command(name = "baton-serve", version)]
+pub struct ServeCli {
+    /// Address and port to listen on (port 0 picks a free one; the address is printed)
+    #[arg(long, value_name = "ADDR:PORT", required_unless_present = "keygen")]
+    pub listen: Option<String>,
+
+    /// The access rules: which peers may see which signals
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "keygen",
+        env = "BATON_ACCESS"
+    )]
+    pub access: Option<PathBuf>,
+
+    /// Peers' keys, one 'ID SECRET' line each (the concatenation of their key files)
+    #[arg(long, value_name = "FILE", env = "BATON_KEYS")]
+    pub keys: Option<PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate (chain)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How far a signed request's timestamp may be from this host's clock
+    #[arg(long, value_name = "DUR", default_value = "5m")]
+    pub skew: Duration,
+
+    /// Worker threads answering requests
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+
+    /// Do not log a line per request
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print a new key for peer ID ('ID SECRET') and exit: give it to the peer as its
+    /// --key file and add the line to this server's --keys file
+    #[arg(long, value_name = "ID", conflicts_with_all = ["listen", "access"])]
+    pub keygen: Option<String>,
+
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+pub fn baton_serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    const BIN: &str = "baton-serve";
+    match parse_args::<ServeCli>(BIN, args) {
+        Ok(cli) => finish(BIN, run(cli)),
+        Err(code) => code,
+    }
+}
+
+fn run(cli: ServeCli) -> Result<u8> {
+    if let Some(id) = &cli.keygen {
+        let key = Key::generate(id)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", key.to_line()).map_err(stdout_error)?;
+        return Ok(EXIT_TRUE);
+    }
+    let (Some(listen), Some(access)) = (cli.listen.clone(), cli.access.clone()) else {
+        return Err(Error::new("--listen and --access are required"));
+    };
+    let site = cli.site.resolve()?;
+    let verifier = match &cli.keys {
+        Some(path) => Some(Verifier::new(
+            KeyRing::load(path)?,
+            cli.skew.as_secs().max(1) as i64,
+        )),
+        None => None,
+    };
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let server = Server::bind(ServeConfig {
+        listen,
+        access,
+        verifier,
+        tls,
+        workers: usize::from(cli.workers),
+        site,
+        log_requests: !cli.quiet,
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Error::new(format!("cannot handle signal {sig}: {e}")))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .map_err(|e| Error::new(format!("cannot handle SIGHUP: {e}")))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.addr).map_err(stdout_error)?;
+        out.flush().map_err(stdout_error)?;
+    }
+    server.run(stop, reload)?;
+    Ok(EXIT_TRUE)
+}
+
+/// Read and check the certificate and key, so that a wrong file is a clear error here
+/// rather than a failure deep in the TLS library.
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<tiny_http::SslConfig> {
+    let certificate = std::fs::read(cert).map_err(|e| Error::io("read", cert, e))?;
+    let private_key = std::fs::read(key).map_err(|e| Error::io("read", key, e))?;
+    let items = |bytes: &[u8], path: &std::path::Path| {
+        rustls_pemfile::read_all(&mut &bytes[..])
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::new(format!("{}: not PEM: {e}", path.display())))
+    };
+    if !items(&certificate, cert)?
+        .iter()
+        .any(|i| matches!(i, rustls_pemfile::Item::X509Certificate(_)))
+    {
+        return Err(Error::new(format!(
+            "{}: no PEM certificate found",
+            cert.display()
+        )));
+    }
+    let keys = items(&private_key, key)?;
+    let pkcs8 = keys
+        .iter()
+        .any(|i| matches!(i, rustls_pemfile::Item::Pkcs8Key(_)));
+    let rsa = keys
+        .iter()
+        .any(|i| matches!(i, rustls_pemfile::Item::Pkcs1Key(_)));
+    if !pkcs8 && !rsa {
+        return Err(Error::new(format!(
+            "{}: no unencrypted PKCS#8 or RSA private key (convert with 'openssl pkcs8 -topk8 -nocrypt')",
+            key.display()
+        )));
+    }
+    Ok(tiny_http::SslConfig {
+        certificate,
+        private_key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        ServeCli::command().debug_assert();
+    }
+}

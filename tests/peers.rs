@@ -1,0 +1,676 @@
+//! `baton-serve` and `baton-query` across simulated hosts on 127.0.0.x.
+
+use crate::util::{baton, wait_until, Host};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const T0: &str = "2012-01-24T16:47:00Z";
+
+/// A host with `signals` raised at T0 (for an hour) and its server on `ip`.
+fn upstream(
+    name: &str,
+    ip: &str,
+    access: &str,
+    signals: &[&str],
+    extra: &[&str],
+) -> (Host, crate::util::Server) {
+    let h = Host::new(name);
+    for s in signals {
+        h.at("baton-signal", T0)
+            .args(["raise", s, "--ttl", "1h"])
+            .run()
+            .status(0);
+    }
+    let server = h.serve(ip, access, extra);
+    (h, server)
+}
+
+fn query() -> crate::util::Cmd {
+    baton("baton-query")
+        .args(["--timeout", "5s"])
+        .env("BATON_NOW", T0)
+}
+
+/// One raw HTTP request; returns the status line and the body.
+fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn get(addr: &str, path: &str, auth: Option<&str>) -> String {
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+#[test]
+fn query_with_and_without_prefix() {
+    let (_h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow did.* 127.0.0.1\n",
+        &["did_my_job", "other"],
+        &[],
+    );
+    query()
+        .args(["--prefix", "hostX", &s.addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("hostX_did_my_job\n");
+    query()
+        .args([&s.addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\n");
+    // The whole name must match, as in CFEngine.
+    query().args([&s.addr, "did"]).run().status(1).stdout_is("");
+    // 'other' exists but is not admitted: invisible, not an error.
+    query()
+        .args([&s.addr, "other"])
+        .run()
+        .status(1)
+        .stdout_is("");
+    let run = query()
+        .args(["--format", "{class} {set_at} {host}", &s.addr, "did_my_job"])
+        .run()
+        .status(0);
+    assert_eq!(
+        run.stdout(),
+        format!("did_my_job 2012-01-24T16:47:00Z {}\n", s.addr)
+    );
+    let run = query().args(["--json", &s.addr, "did.*"]).run().status(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(v[0]["name"], "did_my_job");
+    assert_eq!(v[0]["expires_at"], "2012-01-24T17:47:00Z");
+    assert!(
+        s.log_text().contains("127.0.0.1 key=- GET /v1/signals"),
+        "{}",
+        s.log_text()
+    );
+}
+
+#[test]
+fn fan_in_over_three_hosts_with_host_prefixes_and_k_of_n() {
+    let access = "allow did.* 127.0.0.1\n";
+    let (_a, s2) = upstream("host2", "127.0.0.2", access, &["did_my_job"], &[]);
+    let (_b, s3) = upstream("host3", "127.0.0.3", access, &["did_my_job"], &[]);
+    let (_c, s4) = upstream("host4", "127.0.0.4", access, &[], &[]);
+    let hosts = [s2.addr.as_str(), s3.addr.as_str(), s4.addr.as_str()];
+    let run = query()
+        .args(["--prefix", "{host}"])
+        .args(hosts)
+        .arg("did.*")
+        .run()
+        .status(0);
+    assert_eq!(run.stdout(), "127_0_0_2_did_my_job\n127_0_0_3_did_my_job\n");
+    // All three (AND) is not yet true; two of three is.
+    query()
+        .args(["--min", "3"])
+        .args(hosts)
+        .arg("did.*")
+        .run()
+        .status(1);
+    query()
+        .args(["--min", "2"])
+        .args(hosts)
+        .arg("did.*")
+        .run()
+        .status(0);
+    query()
+        .args(["--min", "4"])
+        .args(hosts)
+        .arg("did.*")
+        .run()
+        .error("baton-query", "--min");
+}
+
+#[test]
+fn admission_by_address_cidr_and_key() {
+    let h = Host::new("host1");
+    let key2 = baton("baton-serve")
+        .args(["--keygen", "host2"])
+        .run()
+        .status(0)
+        .stdout();
+    let key3 = baton("baton-serve")
+        .args(["--keygen", "host3"])
+        .run()
+        .status(0)
+        .stdout();
+    std::fs::write(h.dir.join("keys"), format!("{key2}{key3}")).unwrap();
+    std::fs::write(h.dir.join("host2.key"), &key2).unwrap();
+    std::fs::write(h.dir.join("host3.key"), &key3).unwrap();
+    for s in ["did_my_job", "secret_x", "open_y"] {
+        h.at("baton-signal", T0)
+            .args(["raise", s, "--ttl", "1h"])
+            .run()
+            .status(0);
+    }
+    let access = "allow did.*|secret_.* key:host2\nallow did.* key:host3\ndeny secret_.* key:host3\nallow open_.* 127.0.0.0/8\nallow did.* 10.0.0.0/8\n";
+    let keys = h.dir.join("keys");
+    let s = h.serve("127.0.0.2", access, &["--keys", keys.to_str().unwrap()]);
+    let as_key = |k: &str| query().args(["--key", h.dir.join(k).to_str().unwrap()]);
+    as_key("host2.key")
+        .args([&s.addr, ".*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\nopen_y\nsecret_x\n");
+    as_key("host3.key")
+        .args([&s.addr, ".*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\nopen_y\n");
+    // By address alone (127.0.0.1 is in 127.0.0.0/8, not in 10.0.0.0/8).
+    query()
+        .args([&s.addr, ".*"])
+        .run()
+        .status(0)
+        .stdout_is("open_y\n");
+    // The key identity is checked by signature: a forged key file with host2's id fails.
+    let forged = format!("host2 {}\n", "ab".repeat(32));
+    std::fs::write(h.dir.join("forged.key"), forged).unwrap();
+    as_key("forged.key").args([&s.addr, ".*"]).run().error(
+        "baton-query",
+        "authentication refused (401): bad signature for key 'host2'",
+    );
+    // A stale timestamp (the client's clock an hour off) is refused.
+    as_key("host2.key")
+        .env("BATON_NOW", "2012-01-24T17:47:00Z")
+        .args([&s.addr, ".*"])
+        .run()
+        .error("baton-query", "clock skew");
+}
+
+#[test]
+fn an_unadmitted_client_gets_403_and_no_names() {
+    let (_h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow did.* 10.0.0.0/8\n",
+        &["did_my_job"],
+        &[],
+    );
+    query().args([&s.addr, "did.*"]).run().error(
+        "baton-query",
+        &format!("cannot ask {}: access denied (403): not admitted", s.addr),
+    );
+    let answer = get(&s.addr, "/v1/signals?match=.*", None);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(!answer.contains("did_my_job"), "{answer}");
+}
+
+#[test]
+fn replayed_request_is_refused() {
+    let h = Host::new("host1");
+    let line = baton("baton-serve")
+        .args(["--keygen", "peer"])
+        .run()
+        .stdout();
+    std::fs::write(h.dir.join("keys"), &line).unwrap();
+    std::fs::write(h.dir.join("peer.key"), &line).unwrap();
+    h.at("baton-signal", T0)
+        .args(["raise", "did_my_job"])
+        .run()
+        .status(0);
+    let s = h.serve(
+        "127.0.0.2",
+        "allow .* key:peer\n",
+        &["--keys", h.dir.join("keys").to_str().unwrap()],
+    );
+    let key = baton_signals::auth::Key::load(&h.dir.join("peer.key")).unwrap();
+    let path = "/v1/signals?match=did.%2A";
+    let ts = 1_327_423_620; // T0
+    let auth = key.authorization("GET", path, ts).unwrap();
+    let first = get(&s.addr, path, Some(&auth));
+    assert!(
+        first.starts_with("HTTP/1.1 200") && first.contains("did_my_job"),
+        "{first}"
+    );
+    let again = get(&s.addr, path, Some(&auth));
+    assert!(
+        again.starts_with("HTTP/1.1 401") && again.contains("replayed"),
+        "{again}"
+    );
+    // A signature for another path does not carry over.
+    let other = get(
+        &s.addr,
+        "/v1/signals?match=.%2A",
+        Some(&key.authorization("GET", path, ts).unwrap()),
+    );
+    assert!(
+        other.starts_with("HTTP/1.1 401") && other.contains("bad signature"),
+        "{other}"
+    );
+}
+
+#[test]
+fn a_down_or_silent_host_costs_only_the_timeout() {
+    let (_h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow did.* 127.0.0.1\n",
+        &["did_my_job"],
+        &[],
+    );
+    // A socket that accepts connections but never answers, and a port nobody listens on.
+    let silent = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let run = baton("baton-query")
+        .env("BATON_NOW", T0)
+        .args([
+            "--timeout",
+            "1s",
+            "--prefix",
+            "{host}",
+            &s.addr,
+            &silent_addr,
+            &dead,
+            "did.*",
+        ])
+        .run()
+        .status(2);
+    assert_eq!(
+        run.stdout(),
+        "127_0_0_2_did_my_job\n",
+        "the live host still answers"
+    );
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!(
+            "baton-query: cannot ask {silent_addr}: no answer within 1s"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "baton-query: cannot ask {dead}: connection refused"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+#[test]
+fn wait_returns_once_the_upstream_raises() {
+    let (h, s) = upstream("host1", "127.0.0.2", "allow did.* 127.0.0.1\n", &[], &[]);
+    let mut waiting = std::process::Command::new(crate::util::bin("baton-query"))
+        .args([
+            "--wait",
+            "60s",
+            "--interval",
+            "1s",
+            "--prefix",
+            "hostX",
+            &s.addr,
+            "did.*",
+        ])
+        .env("BATON_NOW", T0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Not yet: the query is still waiting after its first round.
+    wait_until("the first poll", Duration::from_secs(20), || {
+        s.log_text().contains("GET /v1/signals")
+    });
+    assert!(waiting.try_wait().unwrap().is_none());
+    h.at("baton-signal", T0)
+        .args(["raise", "did_my_job"])
+        .run()
+        .status(0);
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hostX_did_my_job\n");
+    // And gives up at its bound: exit 1, nothing printed.
+    query()
+        .args(["--wait", "1s", "--interval", "1s", &s.addr, "nothing"])
+        .run()
+        .status(1)
+        .stdout_is("");
+}
+
+#[test]
+fn newer_than_and_since_filter_old_signals() {
+    let (h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow .* 127.0.0.1\n",
+        &["yesterday_job"],
+        &[],
+    );
+    h.at("baton-signal", "2012-01-24T17:20:00Z")
+        .args(["raise", "today_job", "--ttl", "1h"])
+        .run()
+        .status(0);
+    h.set_clock("2012-01-24T17:30:00Z");
+    // Ages by the server's clock: yesterday_job 43m, today_job 10m.
+    query()
+        .args(["--newer-than", "30m", &s.addr, ".*_job"])
+        .run()
+        .status(0)
+        .stdout_is("today_job\n");
+    query()
+        .args(["--newer-than", "5m", &s.addr, ".*_job"])
+        .run()
+        .status(1);
+    query()
+        .args(["--since", "2012-01-24T17:00:00Z", &s.addr, ".*_job"])
+        .run()
+        .status(0)
+        .stdout_is("today_job\n");
+    query()
+        .args([&s.addr, ".*_job"])
+        .run()
+        .status(0)
+        .stdout_is("today_job\nyesterday_job\n");
+    // The server's clock moves on and the first signal expires.
+    h.set_clock("2012-01-24T17:47:00Z");
+    query()
+        .args([&s.addr, ".*_job"])
+        .run()
+        .status(0)
+        .stdout_is("today_job\n");
+}
+
+#[test]
+fn access_file_reloads_and_a_bad_one_keeps_the_old_rules() {
+    let (h, mut s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow did.* 127.0.0.1\n",
+        &["did_my_job"],
+        &[],
+    );
+    query().args([&s.addr, "did.*"]).run().status(0);
+    std::fs::write(h.dir.join("access"), "allow did.* 10.0.0.0/8\n").unwrap();
+    wait_until("the new rules", Duration::from_secs(20), || {
+        query().args([&s.addr, "did.*"]).run().code() == 2
+    });
+    std::fs::write(
+        h.dir.join("access"),
+        "allow did.* 127.0.0.1\npermit everything\n",
+    )
+    .unwrap();
+    wait_until("the refusal to be logged", Duration::from_secs(20), || {
+        s.log_text().contains("line 2: unknown rule 'permit'")
+    });
+    assert!(s.log_text().contains("keeping the previous rules"));
+    query()
+        .args([&s.addr, "did.*"])
+        .run()
+        .status(2)
+        .says("baton-query", "403");
+    // SIGHUP re-reads the file even when its size and time look unchanged.
+    std::fs::write(h.dir.join("access"), "allow did.* 127.0.0.1\n").unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    wait_until("the fixed rules", Duration::from_secs(20), || {
+        query().args([&s.addr, "did.*"]).run().code() == 0
+    });
+    assert!(s.alive());
+}
+
+#[test]
+fn garbage_never_crashes_or_wedges_the_server() {
+    let (_h, mut s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow .* 127.0.0.1\n",
+        &["did_my_job"],
+        &["--workers", "2"],
+    );
+    // Slow clients: connections that send half a request and stall.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        let _ = c.write_all(b"GET /v1/sig");
+        slow.push(c);
+    }
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..60 {
+        let garbage: Vec<u8> = (0..(i * 37 % 2000 + 1))
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let _ = c.write_all(&garbage);
+        let _ = c.write_all(b"\r\n\r\n");
+        let mut sink = [0u8; 512];
+        let _ = c.read(&mut sink);
+    }
+    let huge_header = format!(
+        "GET /v1/signals HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = std::panic::catch_unwind(|| raw(&s.addr, huge_header.as_bytes()));
+    for path in [
+        "/v1/signals?match=%",
+        "/v1/signals?match=%zz",
+        "/v1/signals?match=(",
+        "/v1/signals?match=a%7B1000%7D%7B1000%7D%7B1000%7D",
+        "/v1/signals?match=%FF%FE",
+        "/nothing",
+        &format!("/v1/signals?match={}", "a".repeat(5000)),
+    ] {
+        let answer = get(&s.addr, path, None);
+        assert!(answer.starts_with("HTTP/1.1 4"), "{path}: {answer}");
+    }
+    let bad_auth = get(
+        &s.addr,
+        "/v1/signals",
+        Some("Baton key=\u{1}, ts=-99999999999999999999, nonce=zz, sig=%%"),
+    );
+    assert!(bad_auth.starts_with("HTTP/1.1 401"), "{bad_auth}");
+    let post = raw(&s.addr, b"POST /v1/signals HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    // After all that, with the slow clients still connected, a normal query is answered.
+    query()
+        .args([&s.addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\n");
+    assert!(s.alive());
+    drop(slow);
+}
+
+#[test]
+fn bad_input_and_startup_errors() {
+    let h = Host::new("h");
+    std::fs::write(h.dir.join("access"), "allow ( 127.0.0.1\n").unwrap();
+    baton("baton-serve")
+        .args(["--listen", "127.0.0.1:0", "--access"])
+        .arg(h.dir.join("access"))
+        .run()
+        .error("baton-serve", "line 1: invalid regex");
+    std::fs::write(h.dir.join("access"), "allow .* 127.0.0.1\n").unwrap();
+    baton("baton-serve")
+        .args(["--listen", "256.0.0.1:0", "--access"])
+        .arg(h.dir.join("access"))
+        .run()
+        .error("baton-serve", "cannot listen on 256.0.0.1:0");
+    baton("baton-serve")
+        .args(["--keygen", "bad id"])
+        .run()
+        .error("baton-serve", "invalid key id");
+    baton("baton-query")
+        .args(["127.0.0.1:1", "("])
+        .run()
+        .error("baton-query", "invalid regex");
+    baton("baton-query")
+        .args(["bad host", "x"])
+        .run()
+        .error("baton-query", "invalid host");
+    baton("baton-query")
+        .args(["--prefix", "a-b", "h", "x"])
+        .run()
+        .error("baton-query", "--prefix");
+    baton("baton-query")
+        .arg("x")
+        .run()
+        .error("baton-query", "required");
+    baton("baton-query")
+        .args(["--key", "/nonexistent", "h", "x"])
+        .run()
+        .error("baton-query", "/nonexistent");
+    baton("baton-query")
+        .args(["--pin", "abc", "h", "x"])
+        .run()
+        .error("baton-query", "--pin");
+}
+
+fn openssl(args: &[&str], dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(out.status.success(), "openssl {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A CA named `ca`, and a server certificate `server` for 127.0.0.2 it signed; returns
+/// the server certificate's SHA-256 fingerprint.
+fn certificates(dir: &std::path::Path, ca: &str, server: &str) -> String {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca_key = format!("{ca}.key");
+    let ca_crt = format!("{ca}.crt");
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=baton test CA",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_crt,
+    ];
+    args.extend(ec);
+    openssl(&args, dir);
+    let key = format!("{server}.key");
+    let csr = format!("{server}.csr");
+    let crt = format!("{server}.crt");
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend(ec);
+    openssl(&args, dir);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.2,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            &crt,
+        ],
+        dir,
+    );
+    let text = openssl(
+        &["x509", "-noout", "-fingerprint", "-sha256", "-in", &crt],
+        dir,
+    );
+    text.trim().rsplit('=').next().unwrap().to_string()
+}
+
+#[test]
+fn tls_with_a_pinned_certificate_or_a_ca() {
+    let h = Host::new("host1");
+    let pin = certificates(&h.dir.path, "ca", "server");
+    let other_pin = certificates(&h.dir.path, "other_ca", "other");
+    h.at("baton-signal", T0)
+        .args(["raise", "did_my_job"])
+        .run()
+        .status(0);
+    let (cert, key) = (h.dir.join("server.crt"), h.dir.join("server.key"));
+    let s = h.serve(
+        "127.0.0.2",
+        "allow did.* 127.0.0.1\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    query()
+        .args(["--pin", &pin, &s.addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\n");
+    let ca = h.dir.join("ca.crt");
+    query()
+        .args(["--ca", ca.to_str().unwrap(), &s.addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\n");
+    query()
+        .args(["--pin", &other_pin, &s.addr, "did.*"])
+        .run()
+        .error("baton-query", "not the pinned one");
+    let other_ca = h.dir.join("other_ca.crt");
+    query()
+        .args(["--ca", other_ca.to_str().unwrap(), &s.addr, "did.*"])
+        .run()
+        .status(2)
+        .says("baton-query", "cannot ask");
+    // Plain HTTP to a TLS server is an error too, never "no signal".
+    query().args([&s.addr, "did.*"]).run().status(2);
+    baton("baton-serve")
+        .args(["--listen", "127.0.0.1:0", "--access"])
+        .arg(h.dir.join("access"))
+        .args([
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            cert.to_str().unwrap(),
+        ])
+        .run()
+        .error("baton-serve", "private key");
+}
