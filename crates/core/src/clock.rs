@@ -61,6 +61,57 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// Sleep `d` as this clock counts time. The system clock and a fixed instant sleep in
+    /// real time; a clock file (a simulated day) is watched until it has moved on by `d`,
+    /// but never longer than `d` of real time, so every wait stays bounded.
+    pub fn sleep(&self, d: std::time::Duration) -> Result<()> {
+        let Clock::File(_) = self else {
+            std::thread::sleep(d);
+            return Ok(());
+        };
+        let start = self.now()?;
+        let real_end = std::time::Instant::now() + d;
+        let step = chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+        while std::time::Instant::now() < real_end {
+            if self.now()? >= start + step {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10).min(d));
+        }
+        Ok(())
+    }
+}
+
+/// A bound on a wait, by the clock and by real time, whichever passes first (a fixed
+/// clock never moves, and a clock file may stop moving).
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    clock_end: DateTime<Utc>,
+    real_end: std::time::Instant,
+}
+
+impl Deadline {
+    pub fn after(clock: &Clock, d: std::time::Duration) -> Result<Deadline> {
+        let step = chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+        Ok(Deadline {
+            clock_end: clock.now()? + step,
+            real_end: std::time::Instant::now() + d,
+        })
+    }
+
+    /// Whether the wait is over.
+    pub fn passed(&self, clock: &Clock) -> Result<bool> {
+        Ok(std::time::Instant::now() >= self.real_end || clock.now()? >= self.clock_end)
+    }
+
+    /// Real time left at most.
+    pub fn remaining(&self) -> std::time::Duration {
+        self.real_end
+            .saturating_duration_since(std::time::Instant::now())
+    }
+}
+
 fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }

@@ -1,8 +1,8 @@
 //! The command line of `baton-query`.
 
-use crate::client::{Client, RemoteSignal, Target};
+use crate::client::{Client, Peers, RemoteSignal, Target};
 use crate::tls;
-use baton_core::clock::{format_time, parse_time};
+use baton_core::clock::{format_time, parse_time, Deadline};
 use baton_core::error::{finish, parse_args, stdout_error, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE};
 use baton_core::{name, Clock, Duration, Error, Result};
 use baton_signals::auth::Key;
@@ -12,13 +12,13 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 /// Ask peers for their live signals whose whole name matches REGEX.
 ///
 /// Prints PREFIX_NAME (or NAME without --prefix) for each matching signal, one per line,
-/// to feed `baton-if --stdin`. Exit 0 if enough hosts matched (--min, default 1), 1 if
-/// not, 2 if a host could not be asked (down, timed out, denied, bad key, TLS failure).
+/// to feed `baton-if --stdin`. Exit 0 if enough hosts matched (--min, default 1); 1 if
+/// not; 2 if the answer depends on a host that could not be asked (down, timed out,
+/// denied, bad key, TLS failure), each named on stderr.
 #[derive(Parser, Debug)]
 #[command(name = "baton-query", version)]
 pub struct QueryCli {
@@ -74,6 +74,11 @@ pub struct QueryCli {
     #[arg(long, value_name = "SHA256", env = "BATON_PIN")]
     pub pin: Option<String>,
 
+    /// Peers file: 'NAME ADDRESS[:PORT]' per line, so crontab lines can name hosts
+    /// (host1) while the file says where they listen
+    #[arg(long, value_name = "FILE", env = "BATON_PEERS")]
+    pub peers: Option<PathBuf>,
+
     /// Act as if it were TIME (signing and --since)
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -104,9 +109,13 @@ fn run(cli: QueryCli) -> Result<u8> {
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
     let https = cli.tls || cli.ca.is_some() || cli.pin.is_some();
+    let peers = match &cli.peers {
+        Some(path) => Peers::load(path)?,
+        None => Peers::default(),
+    };
     let targets = hosts
         .iter()
-        .map(|h| Target::parse(h, https))
+        .map(|h| peers.target(h, https))
         .collect::<Result<Vec<_>>>()?;
     if let Some(p) = &cli.prefix {
         let probe = p.replace("{host}", "h");
@@ -136,9 +145,12 @@ fn run(cli: QueryCli) -> Result<u8> {
         _ => None,
     };
     let clock = Clock::resolve(cli.at.as_deref())?;
-    let client = Client::new(key, tls, cli.timeout.std(), clock);
+    let client = Client::new(key, tls, cli.timeout.std(), clock.clone());
 
-    let deadline = cli.wait.map(|w| Instant::now() + w.std());
+    let deadline = cli
+        .wait
+        .map(|w| Deadline::after(&clock, w.std()))
+        .transpose()?;
     let mut pause = cli.interval.std();
     let (found, hosts_matched, failures) = loop {
         let answers = client.ask_all(&targets, pattern);
@@ -166,9 +178,9 @@ fn run(cli: QueryCli) -> Result<u8> {
             }
         }
         let done = hosts_matched >= cli.min;
-        match deadline {
-            Some(d) if !done && Instant::now() < d => {
-                std::thread::sleep(pause.min(d.saturating_duration_since(Instant::now())));
+        match &deadline {
+            Some(d) if !done && !d.passed(&clock)? => {
+                clock.sleep(pause.min(d.remaining()))?;
                 if !failures.is_empty() {
                     pause = (pause * 2).min(cli.interval.std() * 4);
                 }
@@ -181,13 +193,20 @@ fn run(cli: QueryCli) -> Result<u8> {
     for f in &failures {
         let _ = writeln!(err, "baton-query: {f}");
     }
-    Ok(if !failures.is_empty() {
-        EXIT_ERROR
-    } else if hosts_matched >= cli.min {
+    Ok(verdict(hosts_matched, failures.len(), cli.min))
+}
+
+/// Three-valued, as a sysadmin reads it: yes when enough hosts matched whatever the
+/// unreachable ones would say; no when even they could not make up the number; otherwise
+/// the answer is unknown, which is an error (2), never a "no".
+fn verdict(matched: usize, unreachable: usize, min: usize) -> u8 {
+    if matched >= min {
         EXIT_TRUE
+    } else if matched + unreachable >= min {
+        EXIT_ERROR
     } else {
         EXIT_FALSE
-    })
+    }
 }
 
 fn fresh(
@@ -255,6 +274,20 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         QueryCli::command().debug_assert();
+    }
+
+    #[test]
+    fn verdicts_are_three_valued() {
+        assert_eq!(verdict(1, 2, 1), EXIT_TRUE, "OR: one yes is enough");
+        assert_eq!(verdict(0, 1, 1), EXIT_ERROR, "OR: unknown");
+        assert_eq!(verdict(0, 0, 1), EXIT_FALSE);
+        assert_eq!(verdict(2, 1, 3), EXIT_ERROR, "AND: unknown");
+        assert_eq!(
+            verdict(1, 1, 3),
+            EXIT_FALSE,
+            "AND: no, whatever the unreachable host says"
+        );
+        assert_eq!(verdict(2, 1, 2), EXIT_TRUE, "2 of 3 with one down");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub https: bool,
+    /// The name the user gave, when a peers file resolved it.
+    pub name: Option<String>,
 }
 
 impl Target {
@@ -60,7 +62,12 @@ impl Target {
         if !ok {
             return Err(bad("not a host name or address"));
         }
-        Ok(Target { host, port, https })
+        Ok(Target {
+            host,
+            port,
+            https,
+            name: None,
+        })
     }
 
     /// `host:port`, as messages name it.
@@ -72,14 +79,63 @@ impl Target {
         }
     }
 
-    /// The host as a class prefix: `host-2.example.org` is `host_2_example_org`.
+    /// The host as a class prefix: `host-2.example.org` is `host_2_example_org`; a name
+    /// from the peers file is used as given.
     pub fn class_name(&self) -> String {
-        canonify(&self.host)
+        canonify(self.name.as_deref().unwrap_or(&self.host))
     }
 
     fn url(&self, path_and_query: &str) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}{path_and_query}", self.label())
+    }
+}
+
+/// Names for peers: `NAME ADDRESS[:PORT]` per line (`#` comments), so crontab lines say
+/// `host1` and one file says where host1's baton-serve listens.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    entries: Vec<(String, String)>,
+}
+
+impl Peers {
+    pub fn parse(text: &str) -> Result<Peers> {
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(addr), None) = (words.next(), words.next(), words.next()) else {
+                return Err(Error::new(format!(
+                    "line {}: expected 'NAME ADDRESS[:PORT]'",
+                    i + 1
+                )));
+            };
+            Target::parse(addr, false).map_err(|e| e.context(format!("line {}", i + 1)))?;
+            entries.push((name.to_string(), addr.to_string()));
+        }
+        Ok(Peers { entries })
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Peers> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read peers file", path, e))?;
+        Peers::parse(&text).map_err(|e| e.context(path.display()))
+    }
+
+    /// The target for `name`: its address from the file, keeping `name` for `{host}`;
+    /// a name not in the file is an address itself.
+    pub fn target(&self, name: &str, https_by_default: bool) -> Result<Target> {
+        match self.entries.iter().find(|(n, _)| n == name) {
+            Some((_, addr)) => {
+                let mut t = Target::parse(addr, https_by_default)?;
+                t.name = Some(name.to_string());
+                Ok(t)
+            }
+            None => Target::parse(name, https_by_default),
+        }
     }
 }
 
@@ -229,6 +285,27 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peers_file_names_hosts() {
+        let peers =
+            Peers::parse("# name  address\nhost1 127.0.0.11:7401\nHost-2 https://127.0.0.12:9\n")
+                .unwrap();
+        let t = peers.target("host1", false).unwrap();
+        assert_eq!(
+            (t.label().as_str(), t.class_name().as_str()),
+            ("127.0.0.11:7401", "host1")
+        );
+        let t = peers.target("Host-2", false).unwrap();
+        assert_eq!((t.https, t.class_name().as_str()), (true, "Host_2"));
+        assert_eq!(peers.target("127.0.0.9", false).unwrap().port, DEFAULT_PORT);
+        assert!(Peers::parse("host1")
+            .unwrap_err()
+            .message
+            .starts_with("line 1"));
+        assert!(Peers::parse("a b c").is_err());
+        assert!(Peers::parse("a 1.2.3.4:0").is_err());
+    }
 
     #[test]
     fn targets() {
