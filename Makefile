@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query
-SCRIPTS =
+SCRIPTS = baton-chain
 
 .PHONY: all build release demo test bench lint fmt install uninstall clean
 

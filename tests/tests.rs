@@ -6,3 +6,4 @@ mod classes_cli;
 mod peers;
 mod run_cli;
 mod signal_cli;
+mod workflows;

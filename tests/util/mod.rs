@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -112,17 +114,7 @@ impl Cmd {
                 let _ = pipe.write_all(&input);
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if child.try_wait().unwrap().is_none() {
-            let _ = child.kill();
-            panic!("{described} did not finish within 60 s");
-        }
+        wait_child(&mut child, Duration::from_secs(60), &described);
         let output = child.wait_with_output().unwrap();
         Run { described, output }
     }
@@ -363,6 +355,21 @@ impl Run {
     pub fn stderr_is(self, want: &str) -> Run {
         assert_eq!(self.stderr(), want, "\n{}", self.dump());
         self
+    }
+}
+
+/// Wait for `child` at most `limit`; kill it and fail the test past that.
+pub fn wait_child(child: &mut std::process::Child, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 
