@@ -67,6 +67,12 @@ fn success_raises_signal_logs_and_records() {
     let list = h.at("baton-signal", T0).args(["list", "--json"]).run();
     let sig: serde_json::Value = serde_json::from_str(&list.stdout()).unwrap();
     assert_eq!(sig[0]["run"], records[0]["run"]);
+    // Whole seconds: raised at 16:00 for ten minutes, gone at 16:10 sharp.
+    assert_eq!(sig[0]["expires_at"], "2012-01-24T16:10:00Z");
+    h.at("baton-if", "2012-01-24T16:10:00Z")
+        .arg("did_my_job")
+        .run()
+        .status(1);
 }
 
 #[test]

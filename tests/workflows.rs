@@ -277,3 +277,28 @@ fn yesterdays_signal_never_triggers_todays_follow_up() {
         "but too old to follow"
     );
 }
+
+#[test]
+fn make_demo_runs_and_passes() {
+    let bins = crate::util::bin("baton-if").parent().unwrap().to_path_buf();
+    let out = std::process::Command::new("sh")
+        .arg("tests/demo.sh")
+        .arg(&bins)
+        .current_dir(crate::util::repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("verdict: PASS"),
+        "{text}"
+    );
+    assert!(text.contains("16:05  Host5  ran all_of_them"), "{text}");
+}

@@ -119,10 +119,9 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
             .saturating_mul(1 << (attempts - 1).min(16));
         std::thread::sleep(std::time::Duration::from_secs(pause.min(3600)));
     };
-    let end = site
-        .clock
-        .now()?
-        .max(now + chrono::TimeDelta::from_std(started.elapsed()).unwrap_or_default());
+    // Whole seconds, as every Baton time: a signal raised at 16:00 for 10m is gone at 16:10.
+    let ran_for = chrono::TimeDelta::seconds(started.elapsed().as_secs() as i64);
+    let end = site.clock.now()?.max(now + ran_for);
     let outcome = if ending.succeeded() {
         Outcome::Repaired
     } else {
