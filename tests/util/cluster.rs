@@ -6,7 +6,6 @@
 
 use super::{baton, bin, repo, Host, Server, TestDir};
 use chrono::{DateTime, Datelike, Duration as Span, Timelike, Utc};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -280,6 +279,8 @@ impl Cluster {
     /// One cron tick at `t`: every host's due lines, hosts in order, lines in order.
     pub fn tick(&mut self, t: DateTime<Utc>) {
         self.now = t;
+        let requests_before = self.requests_served();
+        let requests_before = self.requests_served();
         let stamp = stamp(t);
         for h in &self.hosts {
             h.host.set_clock(&stamp);
@@ -334,33 +335,28 @@ impl Cluster {
                 }
             }
         }
-        self.settle_background();
+        self.settle_background(requests_before);
     }
 
-    /// Give background jobs a chance to see the new time: wait (bounded) until each has
-    /// asked its upstream since the tick began, or has finished.
-    fn settle_background(&mut self) {
-        let logs: Vec<PathBuf> = self
-            .hosts
+    /// Requests logged by every server so far.
+    fn requests_served(&self) -> usize {
+        self.hosts
             .iter()
-            .filter_map(|h| h.server.as_ref().map(|s| s.log.clone()))
-            .collect();
-        let count = || {
-            logs.iter()
-                .map(|l| {
-                    std::fs::read_to_string(l)
-                        .map(|t| t.lines().count())
-                        .unwrap_or(0)
-                })
-                .sum::<usize>()
-        };
-        let before = count();
+            .filter_map(|h| h.server.as_ref())
+            .map(|s| s.log_text().lines().filter(|l| l.contains(" GET ")).count())
+            .sum()
+    }
+
+    /// Give background jobs a chance to see the new time: wait (bounded) until a request
+    /// was served since the tick began (a waiting job polls when the clock moves), or the
+    /// jobs have finished.
+    fn settle_background(&mut self, before: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while self
             .background
             .iter_mut()
             .any(|b| b.child.try_wait().unwrap().is_none())
-            && count() == before
+            && self.requests_served() <= before
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
