@@ -280,7 +280,6 @@ impl Cluster {
     pub fn tick(&mut self, t: DateTime<Utc>) {
         self.now = t;
         let requests_before = self.requests_served();
-        let requests_before = self.requests_served();
         let stamp = stamp(t);
         for h in &self.hosts {
             h.host.set_clock(&stamp);
