@@ -9,7 +9,7 @@
 #   Host5: runs when Host2, Host3 and Host4 all succeeded (aggregation, AND)
 set -eu
 
-bin=$(cd "${1:-target/release}" && pwd)
+bin=$(cd "${1:?usage: $0 BIN_DIR (make demo passes it)}" && pwd)
 repo=$(pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/baton-demo.XXXXXX")
 pids=

@@ -1,6 +1,6 @@
 //! The command lines of `baton-classes` and `baton-if`.
 
-use crate::{ClassSet, Expr, Source};
+use crate::{ClassLookup, ClassSet, Expr, Source};
 use baton_core::cli::{Site, SiteArgs};
 use baton_core::error::{finish, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
 use baton_core::{name, Error, Result};
@@ -74,16 +74,11 @@ pub fn baton_if(args: impl IntoIterator<Item = OsString>, live: LiveSignals) -> 
     }
 }
 
-fn host_and_signals(site: &Site, live: LiveSignals) -> Result<ClassSet> {
-    let now = site.clock.now()?;
-    let mut set = ClassSet::hard(&site.host, now);
-    set.extend(live(site, now)?, Source::Signal);
-    Ok(set)
-}
-
 fn run_classes(cli: &ClassesCli, live: LiveSignals) -> Result<u8> {
     let site = cli.site.resolve()?;
-    let set = host_and_signals(&site, live)?;
+    let now = site.clock.now()?;
+    let mut set = ClassSet::hard(&site.host, now);
+    set.extend(live(&site, now)?, Source::Signal);
     let mut out = std::io::stdout().lock();
     if cli.json {
         let items: Vec<_> = set
@@ -106,10 +101,14 @@ const MAX_STDIN: u64 = 16 * 1024 * 1024;
 fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8> {
     // Parse before any I/O: a typo is reported even when the classes cannot be read.
     let expr = Expr::parse(&cli.expr)?;
+    let site;
     let mut set = if cli.only {
-        ClassSet::default()
+        ClassLookup::only()
     } else {
-        host_and_signals(&cli.site.resolve()?, live)?
+        site = cli.site.resolve()?;
+        let now = site.clock.now()?;
+        let site = &site;
+        ClassLookup::new(&site.host, now, Box::new(move || live(site, now)))
     };
     let mut defined = Vec::new();
     for item in cli.define.iter().flat_map(|d| d.split(',')) {
@@ -121,13 +120,14 @@ fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8>
     if cli.stdin {
         set.extend(read_class_lines(stdin)?, Source::Stdin);
     }
-    let holds = expr.eval(&|n| set.contains(n));
+    let holds = set.eval(&expr)?;
     if cli.explain {
         let mut out = std::io::stdout().lock();
         let width = expr.operands().iter().map(|o| o.len()).max().unwrap_or(0);
         for op in expr.operands() {
-            let value = op == "any" || set.contains(op);
-            let from = set.source(op).map(Source::as_str).unwrap_or("undefined");
+            let source = set.source(op)?;
+            let value = source.is_some();
+            let from = source.map(Source::as_str).unwrap_or("undefined");
             writeln!(out, "{op:<width$}  {value:<5}  {from}").map_err(stdout_error)?;
         }
         writeln!(out, "{expr} => {holds}").map_err(stdout_error)?;

@@ -45,9 +45,7 @@ impl HostFacts {
             distro: parse_os_release(&read("/etc/os-release")),
             distro_point: Some(read("/etc/debian_version").trim().to_string())
                 .filter(|v| v.starts_with(|c: char| c.is_ascii_digit())),
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cpus: count_cpus(&read("/sys/devices/system/cpu/online")),
             ipv4: parse_fib_trie(&read("/proc/net/fib_trie")),
             ipv6: parse_if_inet6(&read("/proc/net/if_inet6")),
             interfaces: std::fs::read_dir("/sys/class/net")
@@ -61,10 +59,11 @@ impl HostFacts {
     }
 }
 
-/// The classes CFEngine would define for these facts (plus `any`).
-pub fn host_classes(f: &HostFacts) -> Vec<String> {
+/// `any` and the classes of a host name: for `host-2.example.org`, `host_2`,
+/// `host_2_example_org` and `example_org`. Known without reading the system.
+pub fn name_classes(name: &str) -> Vec<String> {
     let mut out = vec!["any".to_string()];
-    let name = f.name.trim_end_matches('.');
+    let name = name.trim_end_matches('.');
     match name.split_once('.') {
         Some((short, domain)) => {
             out.push(canonify(short));
@@ -73,6 +72,19 @@ pub fn host_classes(f: &HostFacts) -> Vec<String> {
         }
         None => out.push(canonify(name)),
     }
+    out
+}
+
+/// The classes CFEngine would define for these facts (plus `any`).
+pub fn host_classes(f: &HostFacts) -> Vec<String> {
+    let mut out = name_classes(&f.name);
+    out.extend(fact_classes(f));
+    out
+}
+
+/// The classes of everything but the name: OS, architecture, CPUs, addresses.
+pub fn fact_classes(f: &HostFacts) -> Vec<String> {
+    let mut out = Vec::new();
     if !f.sysname.is_empty() {
         let sys = canonify(&f.sysname);
         out.push(sys.clone());
@@ -125,6 +137,23 @@ pub fn host_classes(f: &HostFacts) -> Vec<String> {
         out.push(format!("net_iface_{}", canonify(iface)));
     }
     out
+}
+
+/// CPUs online, from a list like `0-3,6` (as /sys/devices/system/cpu/online has it).
+/// One small file, where std's available_parallelism reads the cgroup hierarchy.
+fn count_cpus(online: &str) -> usize {
+    online
+        .trim()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => match (a.parse::<usize>(), b.parse::<usize>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 0,
+            },
+            None => usize::from(part.parse::<usize>().is_ok()),
+        })
+        .sum()
 }
 
 /// `ID` and `VERSION_ID` from /etc/os-release.
@@ -225,6 +254,14 @@ mod tests {
         ] {
             assert!(c.iter().any(|x| x == want), "missing {want} in {c:?}");
         }
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(count_cpus("0-1\n"), 2);
+        assert_eq!(count_cpus("0-3,6,8-9"), 7);
+        assert_eq!(count_cpus(""), 0);
+        assert_eq!(count_cpus("x"), 0);
     }
 
     #[test]

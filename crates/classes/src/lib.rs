@@ -11,7 +11,9 @@ pub mod time;
 
 pub use expr::Expr;
 
+use baton_core::{Error, Result};
 use chrono::{DateTime, Utc};
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
 /// Where a class came from, for `baton-classes --json` and `baton-if --explain`.
@@ -79,5 +81,155 @@ impl ClassSet {
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+}
+
+/// The classes an expression is evaluated against, read only as far as it needs: time
+/// and host-name classes (and `-D`, `--stdin`) are known at once; live signals and the
+/// host's facts (OS, addresses: files under /proc, /sys, /etc) are read the first time
+/// a name is asked that the known ones do not settle. A name shaped like a time class is
+/// settled by the clock alone, as no host fact is named that way. So
+/// `baton-if host1.Hr16.Min45_50` reads no file.
+pub struct ClassLookup<'a> {
+    known: ClassSet,
+    /// `None` with `--only`: nothing beyond the known classes.
+    host: Option<String>,
+    load_signals: Box<dyn Fn() -> Result<Vec<String>> + 'a>,
+    signals: OnceCell<std::result::Result<Vec<String>, Error>>,
+    facts: OnceCell<Vec<String>>,
+    failure: RefCell<Option<Error>>,
+}
+
+impl<'a> ClassLookup<'a> {
+    /// Time and host-name classes of `host` at `now`; signals from `load_signals` when needed.
+    pub fn new(
+        host: &str,
+        now: DateTime<Utc>,
+        load_signals: Box<dyn Fn() -> Result<Vec<String>> + 'a>,
+    ) -> ClassLookup<'a> {
+        let mut known = ClassSet::default();
+        known.extend(time::time_classes(now), Source::Time);
+        known.extend(host::name_classes(host), Source::Host);
+        ClassLookup {
+            known,
+            host: Some(host.to_string()),
+            load_signals,
+            signals: OnceCell::new(),
+            facts: OnceCell::new(),
+            failure: RefCell::new(None),
+        }
+    }
+
+    /// Only the classes given (`--only`).
+    pub fn only() -> ClassLookup<'a> {
+        ClassLookup {
+            known: ClassSet::default(),
+            host: None,
+            load_signals: Box::new(|| Ok(Vec::new())),
+            signals: OnceCell::new(),
+            facts: OnceCell::new(),
+            failure: RefCell::new(None),
+        }
+    }
+
+    /// Define more classes (from `-D` or standard input).
+    pub fn extend(&mut self, names: impl IntoIterator<Item = String>, source: Source) {
+        self.known.extend(names, source);
+    }
+
+    /// Where `name` is defined from, or `None` if it is not.
+    pub fn source(&self, name: &str) -> Result<Option<Source>> {
+        if name == "any" {
+            return Ok(Some(Source::Host));
+        }
+        if let Some(s) = self.known.source(name) {
+            return Ok(Some(s));
+        }
+        let Some(host) = &self.host else {
+            return Ok(None);
+        };
+        let signals = self.signals.get_or_init(|| (self.load_signals)());
+        match signals {
+            Ok(names) if names.iter().any(|n| n == name) => return Ok(Some(Source::Signal)),
+            Ok(_) => {}
+            Err(e) => return Err(e.clone()),
+        }
+        if time::is_time_class(name) {
+            return Ok(None);
+        }
+        let facts = self
+            .facts
+            .get_or_init(|| host::fact_classes(&host::HostFacts::gather(host)));
+        Ok(facts.iter().any(|n| n == name).then_some(Source::Host))
+    }
+
+    /// Evaluate `expr`; an error reading signals stops with that error.
+    pub fn eval(&self, expr: &Expr) -> Result<bool> {
+        let holds = expr.eval(&|n| match self.source(n) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                self.failure.borrow_mut().get_or_insert(e);
+                false
+            }
+        });
+        match self.failure.borrow_mut().take() {
+            Some(e) => Err(e),
+            None => Ok(holds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn at_1647() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_327_423_620, 0).unwrap()
+    }
+
+    #[test]
+    fn signals_are_read_only_when_needed() {
+        let loads = Cell::new(0);
+        let lookup = ClassLookup::new(
+            "host1",
+            at_1647(),
+            Box::new(|| {
+                loads.set(loads.get() + 1);
+                Ok(vec!["did_my_job".to_string()])
+            }),
+        );
+        let check = |text: &str| lookup.eval(&Expr::parse(text).unwrap()).unwrap();
+        assert!(check("host1.Hr16.Min45_50"));
+        assert!(check("Yr2012|Hr17"));
+        assert_eq!(loads.get(), 0, "settled by time and name alone");
+        assert!(check("host1.did_my_job"));
+        assert!(!check("Hr17"));
+        assert!(check("did_my_job"));
+        assert_eq!(loads.get(), 1, "read once");
+        assert_eq!(lookup.source("did_my_job").unwrap(), Some(Source::Signal));
+        assert_eq!(lookup.source("Hr16").unwrap(), Some(Source::Time));
+        assert_eq!(lookup.source("any").unwrap(), Some(Source::Host));
+    }
+
+    #[test]
+    fn a_signal_error_is_an_error_not_false() {
+        let lookup = ClassLookup::new("h", at_1647(), Box::new(|| Err(Error::new("cannot read"))));
+        assert!(lookup.eval(&Expr::parse("h.Hr16").unwrap()).unwrap());
+        assert_eq!(
+            lookup
+                .eval(&Expr::parse("h.x").unwrap())
+                .unwrap_err()
+                .message,
+            "cannot read"
+        );
+    }
+
+    #[test]
+    fn only_knows_what_it_is_given() {
+        let mut lookup = ClassLookup::only();
+        lookup.extend(vec!["a".to_string()], Source::Defined);
+        assert!(lookup.eval(&Expr::parse("a.any").unwrap()).unwrap());
+        assert!(!lookup.eval(&Expr::parse("linux").unwrap()).unwrap());
     }
 }
