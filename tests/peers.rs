@@ -426,7 +426,14 @@ fn garbage_never_crashes_or_wedges_the_server() {
         "127.0.0.2",
         "allow .* 127.0.0.1\n",
         &["did_my_job"],
-        &["--workers", "2"],
+        &[
+            "--max-connections",
+            "64",
+            "--head-timeout",
+            "1s",
+            "--idle-timeout",
+            "1s",
+        ],
     );
     // Slow clients: connections that send half a request and stall.
     let mut slow = Vec::new();
@@ -456,7 +463,21 @@ fn garbage_never_crashes_or_wedges_the_server() {
         "GET /v1/signals HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
-    let _ = std::panic::catch_unwind(|| raw(&s.addr, huge_header.as_bytes()));
+    // Refused once past 8 KiB (the client may see the 431 or a reset while still sending).
+    let answer = raw(&s.addr, huge_header.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    let big = format!(
+        "GET /v1/signals HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let answer = raw(&s.addr, big.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
     for path in [
         "/v1/signals?match=%",
         "/v1/signals?match=%zz",
@@ -483,8 +504,51 @@ fn garbage_never_crashes_or_wedges_the_server() {
         .run()
         .status(0)
         .stdout_is("did_my_job\n");
+    // And the slow clients are cut off once their --head-timeout has passed.
+    for mut c in slow {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut sink = [0u8; 64];
+        match c.read(&mut sink) {
+            Ok(0) => {}
+            Ok(_) => panic!("a stalled request got an answer"),
+            Err(e) => assert!(
+                e.kind() != std::io::ErrorKind::WouldBlock,
+                "still open: {e}"
+            ),
+        }
+    }
     assert!(s.alive());
-    drop(slow);
+}
+
+#[test]
+fn connections_are_bounded_and_idle_ones_closed() {
+    let (_h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow .* 127.0.0.1\n",
+        &["did_my_job"],
+        &["--max-connections", "8", "--idle-timeout", "1s"],
+    );
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(&s.addr).unwrap())
+        .collect();
+    // The ninth is told at once that the server is busy (once the eight are accepted).
+    wait_until(
+        "a 503 for one connection too many",
+        Duration::from_secs(20),
+        || get(&s.addr, "/v1/health", None).starts_with("HTTP/1.1 503"),
+    );
+    // Idle connections are closed after --idle-timeout; then queries are answered again.
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut sink = [0u8; 8];
+        assert!(matches!(c.read(&mut sink), Ok(0) | Err(_)));
+    }
+    wait_until(
+        "the server to answer again",
+        Duration::from_secs(20),
+        || query().args([&s.addr, "did.*"]).run().code() == 0,
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod auth;
 pub mod cli;
+pub mod http;
 pub mod serve;
 pub mod serve_cli;
 pub mod store;

@@ -3,6 +3,7 @@
 
 use crate::access::{Peer, Rules};
 use crate::auth::Verifier;
+use crate::http::{HttpServer, Limits, Request, Response};
 use crate::store::Store;
 use baton_core::cli::Site;
 use baton_core::clock::format_time;
@@ -26,8 +27,8 @@ pub struct ServeConfig {
     pub listen: String,
     pub access: PathBuf,
     pub verifier: Option<Verifier>,
-    pub tls: Option<tiny_http::SslConfig>,
-    pub workers: usize,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub limits: Limits,
     pub site: Site,
     /// Log one line per request on stderr.
     pub log_requests: bool,
@@ -50,9 +51,8 @@ struct Shared {
 
 /// A bound, not yet running, server.
 pub struct Server {
-    http: Arc<tiny_http::Server>,
+    http: HttpServer,
     shared: Arc<Shared>,
-    workers: usize,
     /// Where it listens, as clients should write it (`127.0.0.1:7401`).
     pub addr: String,
 }
@@ -72,18 +72,11 @@ impl Server {
     /// Load the access rules (an invalid file is an error now) and bind the socket.
     pub fn bind(config: ServeConfig) -> Result<Server> {
         let rules = load_rules(&config.access)?;
-        let http = match config.tls {
-            Some(tls) => tiny_http::Server::https(config.listen.as_str(), tls),
-            None => tiny_http::Server::http(config.listen.as_str()),
-        }
-        .map_err(|e| Error::new(format!("cannot listen on {}: {e}", config.listen)))?;
-        let addr = match http.server_addr().to_ip() {
-            Some(a) => a.to_string(),
-            None => config.listen.clone(),
-        };
+        let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
+        let addr = http.addr.to_string();
         let store = Store::new(&config.site.state_dir, &config.site.host);
         Ok(Server {
-            http: Arc::new(http),
+            http,
             shared: Arc::new(Shared {
                 site: config.site,
                 store,
@@ -95,7 +88,6 @@ impl Server {
                 verifier: config.verifier,
                 log_requests: config.log_requests,
             }),
-            workers: config.workers.max(1),
             addr,
         })
     }
@@ -116,25 +108,9 @@ impl Server {
                 }
             })
         };
-        let mut workers = Vec::new();
-        for _ in 0..self.workers {
-            let http = Arc::clone(&self.http);
-            let shared = Arc::clone(&self.shared);
-            let stop = Arc::clone(&stop);
-            workers.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match http.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(request)) => shared.handle(request),
-                        Ok(None) => {}
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                    }
-                }
-            }));
-        }
-        for w in workers {
-            let _ = w.join();
-        }
-        self.http.unblock();
+        let shared = Arc::clone(&self.shared);
+        self.http
+            .serve(Arc::new(move |req: &Request| shared.handle(req)), stop);
         let _ = watcher.join();
         Ok(())
     }
@@ -171,50 +147,39 @@ impl Shared {
         Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()).rules)
     }
 
-    fn handle(&self, request: tiny_http::Request) {
+    fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let remote = request.remote_addr().map(|a| a.ip());
-        let method = request.method().as_str().to_string();
-        let path: String = request
-            .url()
-            .chars()
-            .take(200)
-            .flat_map(char::escape_default)
-            .collect();
-        let (status, identity, body) = match remote {
-            Some(ip) => self.answer(&request, ip),
-            None => (500, None, json!({"error": "no peer address"})),
-        };
-        let mut response =
-            tiny_http::Response::from_string(body.to_string()).with_status_code(status);
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "application/json") {
-            response = response.with_header(h);
-        }
-        let _ = request.respond(response);
+        let (status, identity, body) = self.answer(request);
         if self.log_requests {
-            let peer = remote.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+            let path: String = request
+                .target
+                .chars()
+                .take(200)
+                .flat_map(char::escape_default)
+                .collect();
             let key = identity.as_deref().unwrap_or("-");
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             log(&format!(
-                "{peer} key={key} {method} {path} {status} {ms:.2}ms"
+                "{} key={key} {} {path} {status} {ms:.2}ms",
+                request.peer, request.method
             ));
+        }
+        Response {
+            status,
+            body: body.to_string(),
         }
     }
 
     /// The status, the key identity (if any) and the JSON body for one request.
-    fn answer(
-        &self,
-        request: &tiny_http::Request,
-        ip: std::net::IpAddr,
-    ) -> (u16, Option<String>, serde_json::Value) {
+    fn answer(&self, request: &Request) -> (u16, Option<String>, serde_json::Value) {
         let err =
             |status: u16, key: Option<String>, msg: &str| (status, key, json!({"error": msg}));
-        let url = request.url();
+        let url = request.target.as_str();
         if url.len() > MAX_URL {
             return err(414, None, "request URL too long");
         }
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        if request.method() != &tiny_http::Method::Get {
+        if request.method != "GET" {
             return err(405, None, "only GET is served");
         }
         if path == "/v1/health" {
@@ -227,12 +192,7 @@ impl Shared {
             Ok(t) => t,
             Err(e) => return err(500, None, &e.message),
         };
-        let auth = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_string());
-        let key = match (auth, &self.verifier) {
+        let key = match (request.header("Authorization"), &self.verifier) {
             (None, _) => None,
             (Some(_), None) => {
                 return err(
@@ -241,13 +201,13 @@ impl Shared {
                     "this server has no keys (--keys) to check a signature with",
                 )
             }
-            (Some(h), Some(v)) => match v.verify(&h, "GET", url, now.timestamp()) {
+            (Some(h), Some(v)) => match v.verify(h, "GET", url, now.timestamp()) {
                 Ok(id) => Some(id),
                 Err(e) => return err(401, None, &e.to_string()),
             },
         };
         let peer = Peer {
-            addr: ip,
+            addr: request.peer,
             key: key.clone(),
         };
         let rules = self.rules();

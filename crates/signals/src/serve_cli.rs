@@ -1,6 +1,7 @@
 //! The command line of `baton-serve`.
 
 use crate::auth::{Key, KeyRing, Verifier};
+use crate::http::{tls_config, Limits};
 use crate::serve::{ServeConfig, Server};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, parse_args, stdout_error, EXIT_TRUE};
@@ -50,9 +51,17 @@ pub struct ServeCli {
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub skew: Duration,
 
-    /// Worker threads answering requests
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub workers: u16,
+    /// Open connections at once (each has a thread); past this, new ones get 503
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
+    /// Time a client has to send a whole request head
+    #[arg(long, value_name = "DUR", default_value = "10s")]
+    pub head_timeout: Duration,
+
+    /// Time a kept-alive connection may sit idle before it is closed
+    #[arg(long, value_name = "DUR", default_value = "15s")]
+    pub idle_timeout: Duration,
 
     /// Do not log a line per request
     #[arg(short, long)]
@@ -102,7 +111,18 @@ fn run(cli: ServeCli) -> Result<u8> {
         access,
         verifier,
         tls,
-        workers: usize::from(cli.workers),
+        limits: Limits {
+            max_connections: cli.max_connections as usize,
+            head_timeout: cli
+                .head_timeout
+                .std()
+                .max(std::time::Duration::from_secs(1)),
+            idle_timeout: cli
+                .idle_timeout
+                .std()
+                .max(std::time::Duration::from_secs(1)),
+            ..Limits::default()
+        },
         site,
         log_requests: !cli.quiet,
     })?;
@@ -121,44 +141,6 @@ fn run(cli: ServeCli) -> Result<u8> {
     }
     server.run(stop, reload)?;
     Ok(EXIT_TRUE)
-}
-
-/// Read and check the certificate and key, so that a wrong file is a clear error here
-/// rather than a failure deep in the TLS library.
-fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<tiny_http::SslConfig> {
-    let certificate = std::fs::read(cert).map_err(|e| Error::io("read", cert, e))?;
-    let private_key = std::fs::read(key).map_err(|e| Error::io("read", key, e))?;
-    let items = |bytes: &[u8], path: &std::path::Path| {
-        rustls_pemfile::read_all(&mut &bytes[..])
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::new(format!("{}: not PEM: {e}", path.display())))
-    };
-    if !items(&certificate, cert)?
-        .iter()
-        .any(|i| matches!(i, rustls_pemfile::Item::X509Certificate(_)))
-    {
-        return Err(Error::new(format!(
-            "{}: no PEM certificate found",
-            cert.display()
-        )));
-    }
-    let keys = items(&private_key, key)?;
-    let pkcs8 = keys
-        .iter()
-        .any(|i| matches!(i, rustls_pemfile::Item::Pkcs8Key(_)));
-    let rsa = keys
-        .iter()
-        .any(|i| matches!(i, rustls_pemfile::Item::Pkcs1Key(_)));
-    if !pkcs8 && !rsa {
-        return Err(Error::new(format!(
-            "{}: no unencrypted PKCS#8 or RSA private key (convert with 'openssl pkcs8 -topk8 -nocrypt')",
-            key.display()
-        )));
-    }
-    Ok(tiny_http::SslConfig {
-        certificate,
-        private_key,
-    })
 }
 
 #[cfg(test)]
