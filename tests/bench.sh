@@ -52,11 +52,11 @@ echo "bench: peer queries (wrk, kept-alive connections, 10 s each)" >&2
 BATON_NOW=@1327423620 "$dir/baton-signal" raise did_my_job --state-dir "$state" --host h --ttl 1d
 echo 'allow .* 127.0.0.1' > "$work/access"
 BATON_NOW=@1327423620 "$dir/baton-serve" -q --listen 127.0.0.1:0 --access "$work/access" \
-  --state-dir "$state" --host h --workers 4 > "$work/listen" 2>/dev/null &
+  --state-dir "$state" --host h > "$work/listen" 2> "$work/serve.log" &
 pids="$pids $!"
 n=0
 until grep -q listening "$work/listen" 2>/dev/null; do
-  n=$((n + 1)); [ $n -le 200 ] || { echo "bench: baton-serve did not start" >&2; exit 1; }
+  n=$((n + 1)); [ $n -le 200 ] || { echo "bench: baton-serve did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
   sleep 0.05
 done
 addr=$(sed 's/listening on //' "$work/listen")

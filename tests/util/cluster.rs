@@ -298,11 +298,7 @@ impl Cluster {
         for h in &self.hosts {
             for line in h.crontab.iter().filter(|l| l.due(t)) {
                 let mut cmd = Command::new("sh");
-                for (key, _) in std::env::vars_os() {
-                    if key.to_string_lossy().starts_with("BATON_") {
-                        cmd.env_remove(&key);
-                    }
-                }
+                super::without_baton_env(&mut cmd);
                 cmd.arg("-c")
                     .arg(&line.command)
                     .current_dir(&h.host.dir.path)

@@ -54,14 +54,19 @@ impl Drop for TestDir {
     }
 }
 
-/// A command for a Baton binary with no inherited `BATON_*` variables and `TZ=UTC`.
-pub fn baton(name: &str) -> Cmd {
-    let mut cmd = Command::new(bin(name));
+/// Drop every inherited `BATON_*` variable, so a developer's environment cannot leak in.
+pub fn without_baton_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("BATON_") {
             cmd.env_remove(&key);
         }
     }
+}
+
+/// A command for a Baton binary with no inherited `BATON_*` variables and `TZ=UTC`.
+pub fn baton(name: &str) -> Cmd {
+    let mut cmd = Command::new(bin(name));
+    without_baton_env(&mut cmd);
     cmd.env("TZ", "UTC").stdin(Stdio::null());
     Cmd { cmd, stdin: None }
 }
@@ -152,11 +157,7 @@ impl Host {
     pub fn sh(&self, at: &str, script: &str) -> Cmd {
         let bins = bin("baton-if").parent().unwrap().to_path_buf();
         let mut cmd = Command::new("sh");
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("BATON_") {
-                cmd.env_remove(&key);
-            }
-        }
+        without_baton_env(&mut cmd);
         cmd.arg("-c")
             .arg(script)
             .current_dir(&self.dir.path)
@@ -188,11 +189,7 @@ impl Host {
         }
         let log = self.dir.join("serve.log");
         let mut cmd = Command::new(bin("baton-serve"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("BATON_") {
-                cmd.env_remove(&key);
-            }
-        }
+        without_baton_env(&mut cmd);
         cmd.args(["--listen", &format!("{ip}:0"), "--access"])
             .arg(self.dir.join("access"))
             .args(extra)

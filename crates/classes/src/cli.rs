@@ -2,7 +2,7 @@
 
 use crate::{ClassLookup, ClassSet, Expr, Source};
 use baton_core::cli::{Site, SiteArgs};
-use baton_core::error::{finish, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
+use baton_core::error::{finish, found, parse_args, stdout_error, EXIT_TRUE};
 use baton_core::{name, Error, Result};
 use chrono::{DateTime, Utc};
 use clap::Parser;
@@ -132,7 +132,7 @@ fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8>
         }
         writeln!(out, "{expr} => {holds}").map_err(stdout_error)?;
     }
-    Ok(if holds { EXIT_TRUE } else { EXIT_FALSE })
+    Ok(found(holds))
 }
 
 /// Class names, one per line; blank lines are skipped, anything else must be a name.

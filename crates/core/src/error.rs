@@ -11,6 +11,15 @@ pub const EXIT_FALSE: u8 = 1;
 /// Exit status of any error: bad input, unreadable state, an unreachable peer.
 pub const EXIT_ERROR: u8 = 2;
 
+/// 0 when something was found (a match, a record), 1 when nothing was, as grep says it.
+pub fn found(anything: bool) -> u8 {
+    if anything {
+        EXIT_TRUE
+    } else {
+        EXIT_FALSE
+    }
+}
+
 /// An error with the message to print and the exit status it deserves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {

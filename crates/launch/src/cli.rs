@@ -5,7 +5,7 @@ use crate::job::job_name;
 use crate::runner::{run_job, RunSpec};
 use baton_core::cli::SiteArgs;
 use baton_core::clock::format_time;
-use baton_core::error::{finish, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
+use baton_core::error::{finish, found, parse_args, stdout_error};
 use baton_core::{Duration, Error, Result};
 use baton_signals::store::validate_signal_name;
 use baton_signals::{Policy, DEFAULT_TTL};
@@ -203,11 +203,7 @@ fn print_history(cli: &RunCli, job: &str) -> Result<u8> {
         .map_err(stdout_error)?;
     }
     out.flush().map_err(stdout_error)?;
-    Ok(if records.is_empty() {
-        EXIT_FALSE
-    } else {
-        EXIT_TRUE
-    })
+    Ok(found(!records.is_empty()))
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
         return finish_not_run(spec, site, &paths, now, Outcome::Skipped, why, alerts);
     }
 
-    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let run_id = run_id(now);
     let log_path = paths.logs.join(format!("{run_id}.log"));
     state.last_start = Some(now);
     let started = Instant::now();
@@ -228,6 +228,11 @@ fn attempt(
     ))
 }
 
+/// A run's id: its start and this process, e.g. `20120124T164500Z-4242`.
+fn run_id(start: DateTime<Utc>) -> String {
+    format!("{}-{}", start.format("%Y%m%dT%H%M%SZ"), std::process::id())
+}
+
 fn expired(spec: &RunSpec, running: &Running, now: DateTime<Utc>) -> bool {
     spec.expireafter
         .is_some_and(|limit| now >= running.started + limit.chrono())
@@ -294,7 +299,7 @@ fn finish_not_run(
     why: String,
     alerts: Vec<String>,
 ) -> Result<Report> {
-    let run_id = format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), std::process::id());
+    let run_id = run_id(now);
     if outcome == Outcome::Skipped {
         raise_all(spec, site, &spec.on_skipped, now, &run_id)?;
     }

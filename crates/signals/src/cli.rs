@@ -2,7 +2,7 @@
 
 use crate::store::{validate_signal_name, Policy, Signal, Store, DEFAULT_TTL};
 use baton_core::cli::SiteArgs;
-use baton_core::error::{finish, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
+use baton_core::error::{finish, found, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
 use baton_core::{name, Duration, Result};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -145,11 +145,7 @@ fn run(cli: SignalCli) -> Result<u8> {
                 }
             }
             out.flush().map_err(stdout_error)?;
-            Ok(if shown.is_empty() {
-                EXIT_FALSE
-            } else {
-                EXIT_TRUE
-            })
+            Ok(found(!shown.is_empty()))
         }
     }
 }
