@@ -302,3 +302,35 @@ fn make_demo_runs_and_passes() {
     );
     assert!(text.contains("16:05  Host5  ran all_of_them"), "{text}");
 }
+
+#[test]
+fn baton_chain_refuses_bad_usage_with_one_line() {
+    let h = crate::util::Host::new("upstream.example.org");
+    let chain = |args: &str| {
+        h.sh("2012-01-24T16:10:00Z", &format!("baton-chain {args}"))
+            .run()
+    };
+    chain("--time")
+        .status(2)
+        .says("baton-chain", "--time needs a value");
+    chain("--bogus x")
+        .status(2)
+        .says("baton-chain", "unknown argument '--bogus'");
+    chain("--time Hr16")
+        .status(2)
+        .says("baton-chain", "are all required");
+    let full = "--upstream upstream.example.org --downstream d --signal s --up true --down true";
+    chain(&format!("--time 'Hr16.(' {full}"))
+        .status(2)
+        .says("baton-if", "syntax error");
+    chain("--help").status(0);
+    // Primed as the upstream: runs the job and raises the signal.
+    chain(&format!("--time Hr16 {full}"))
+        .status(0)
+        .stderr_is("");
+    let list = h
+        .at("baton-signal", "2012-01-24T16:10:00Z")
+        .args(["list", "--names"])
+        .run();
+    assert_eq!(list.stdout(), "s\n");
+}

@@ -161,7 +161,14 @@ impl Host {
         cmd.arg("-c")
             .arg(script)
             .current_dir(&self.dir.path)
-            .env("PATH", format!("{}:/usr/bin:/bin", bins.display()))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}:/usr/bin:/bin",
+                    bins.display(),
+                    repo().join("bin").display()
+                ),
+            )
             .env("TZ", "UTC")
             .env("BATON_STATE_DIR", self.state())
             .env("BATON_HOST", &self.name)
