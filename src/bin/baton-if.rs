@@ -1,3 +1,9 @@
 fn main() -> std::process::ExitCode {
-    baton_classes::cli::baton_if(std::env::args_os(), &baton_signals::live_class_names)
+    baton_classes::cli::baton_if(
+        std::env::args_os(),
+        baton_classes::cli::LiveSignals {
+            all: &baton_signals::live_class_names,
+            has: &baton_signals::is_live_signal,
+        },
+    )
 }

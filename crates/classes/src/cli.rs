@@ -10,8 +10,19 @@ use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-/// Reads the live signals of the host in `site` at `now`, as class names.
-pub type LiveSignals<'a> = &'a dyn Fn(&Site, DateTime<Utc>) -> Result<Vec<String>>;
+/// How the classes CLIs read the host's live signals at an instant: all of them (for
+/// `baton-classes`), or whether one name is live (for `baton-if`, which asks only for
+/// the names its expression needs, so a store of 100 000 signals costs one file read).
+#[derive(Clone, Copy)]
+pub struct LiveSignals<'a> {
+    pub all: &'a AllSignals,
+    pub has: &'a HasSignal,
+}
+
+/// Every live signal's name.
+pub type AllSignals = dyn Fn(&Site, DateTime<Utc>) -> Result<Vec<String>>;
+/// Whether one name is a live signal.
+pub type HasSignal = dyn Fn(&Site, DateTime<Utc>, &str) -> Result<bool>;
 
 /// Print this host's classes: time and host classes and live signals, one per line, sorted.
 #[derive(Parser, Debug)]
@@ -78,7 +89,7 @@ fn run_classes(cli: &ClassesCli, live: LiveSignals) -> Result<u8> {
     let site = cli.site.resolve()?;
     let now = site.clock.now()?;
     let mut set = ClassSet::hard(&site.host, now);
-    set.extend(live(&site, now)?, Source::Signal);
+    set.extend((live.all)(&site, now)?, Source::Signal);
     let mut out = std::io::stdout().lock();
     if cli.json {
         let items: Vec<_> = set
@@ -108,7 +119,11 @@ fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8>
         site = cli.site.resolve()?;
         let now = site.clock.now()?;
         let site = &site;
-        ClassLookup::new(&site.host, now, Box::new(move || live(site, now)))
+        ClassLookup::new(
+            &site.host,
+            now,
+            Box::new(move |name| (live.has)(site, now, name)),
+        )
     };
     let mut defined = Vec::new();
     for item in cli.define.iter().flat_map(|d| d.split(',')) {

@@ -1,8 +1,8 @@
 //! Classes: the host's hard classes (time and host), CFEngine's `canonify`, and the class
 //! expression language, with the CLIs of `baton-classes` and `baton-if`.
 //!
-//! It knows nothing of the state dir's layout: live signals reach it through a
-//! [`cli::LiveSignals`] function that `main` passes in.
+//! It knows nothing of the state dir's layout: live signals reach it through the
+//! [`cli::LiveSignals`] functions that `main` passes in.
 
 pub mod cli;
 pub mod expr;
@@ -84,6 +84,9 @@ impl ClassSet {
     }
 }
 
+/// Whether a name is a live signal (the store, asked lazily).
+pub type IsSignal<'a> = dyn Fn(&str) -> Result<bool> + 'a;
+
 /// The classes an expression is evaluated against, read only as far as it needs: time
 /// and host-name classes (and `-D`, `--stdin`) are known at once; live signals and the
 /// host's facts (OS, addresses: files under /proc, /sys, /etc) are read the first time
@@ -94,27 +97,25 @@ pub struct ClassLookup<'a> {
     known: ClassSet,
     /// `None` with `--only`: nothing beyond the known classes.
     host: Option<String>,
-    load_signals: Box<dyn Fn() -> Result<Vec<String>> + 'a>,
-    signals: OnceCell<std::result::Result<Vec<String>, Error>>,
+    is_signal: Box<IsSignal<'a>>,
+    /// Names already asked of the store, and the answer.
+    signals: RefCell<BTreeMap<String, bool>>,
     facts: OnceCell<Vec<String>>,
     failure: RefCell<Option<Error>>,
 }
 
 impl<'a> ClassLookup<'a> {
-    /// Time and host-name classes of `host` at `now`; signals from `load_signals` when needed.
-    pub fn new(
-        host: &str,
-        now: DateTime<Utc>,
-        load_signals: Box<dyn Fn() -> Result<Vec<String>> + 'a>,
-    ) -> ClassLookup<'a> {
+    /// Time and host-name classes of `host` at `now`; `is_signal` says whether a name is
+    /// a live signal, asked once per name and only when needed.
+    pub fn new(host: &str, now: DateTime<Utc>, is_signal: Box<IsSignal<'a>>) -> ClassLookup<'a> {
         let mut known = ClassSet::default();
         known.extend(time::time_classes(now), Source::Time);
         known.extend(host::name_classes(host), Source::Host);
         ClassLookup {
             known,
             host: Some(host.to_string()),
-            load_signals,
-            signals: OnceCell::new(),
+            is_signal,
+            signals: RefCell::new(BTreeMap::new()),
             facts: OnceCell::new(),
             failure: RefCell::new(None),
         }
@@ -125,8 +126,8 @@ impl<'a> ClassLookup<'a> {
         ClassLookup {
             known: ClassSet::default(),
             host: None,
-            load_signals: Box::new(|| Ok(Vec::new())),
-            signals: OnceCell::new(),
+            is_signal: Box::new(|_| Ok(false)),
+            signals: RefCell::new(BTreeMap::new()),
             facts: OnceCell::new(),
             failure: RefCell::new(None),
         }
@@ -148,11 +149,17 @@ impl<'a> ClassLookup<'a> {
         let Some(host) = &self.host else {
             return Ok(None);
         };
-        let signals = self.signals.get_or_init(|| (self.load_signals)());
-        match signals {
-            Ok(names) if names.iter().any(|n| n == name) => return Ok(Some(Source::Signal)),
-            Ok(_) => {}
-            Err(e) => return Err(e.clone()),
+        let known = self.signals.borrow().get(name).copied();
+        let live = match known {
+            Some(answer) => answer,
+            None => {
+                let answer = (self.is_signal)(name)?;
+                self.signals.borrow_mut().insert(name.to_string(), answer);
+                answer
+            }
+        };
+        if live {
+            return Ok(Some(Source::Signal));
         }
         if time::is_time_class(name) {
             return Ok(None);
@@ -194,9 +201,9 @@ mod tests {
         let lookup = ClassLookup::new(
             "host1",
             at_1647(),
-            Box::new(|| {
+            Box::new(|name| {
                 loads.set(loads.get() + 1);
-                Ok(vec!["did_my_job".to_string()])
+                Ok(name == "did_my_job")
             }),
         );
         let check = |text: &str| lookup.eval(&Expr::parse(text).unwrap()).unwrap();
@@ -204,9 +211,10 @@ mod tests {
         assert!(check("Yr2012|Hr17"));
         assert_eq!(loads.get(), 0, "settled by time and name alone");
         assert!(check("host1.did_my_job"));
-        assert!(!check("Hr17"));
         assert!(check("did_my_job"));
-        assert_eq!(loads.get(), 1, "read once");
+        assert_eq!(loads.get(), 1, "each name asked once");
+        assert!(!check("Hr17"));
+        assert_eq!(loads.get(), 2);
         assert_eq!(lookup.source("did_my_job").unwrap(), Some(Source::Signal));
         assert_eq!(lookup.source("Hr16").unwrap(), Some(Source::Time));
         assert_eq!(lookup.source("any").unwrap(), Some(Source::Host));
@@ -214,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_signal_error_is_an_error_not_false() {
-        let lookup = ClassLookup::new("h", at_1647(), Box::new(|| Err(Error::new("cannot read"))));
+        let lookup = ClassLookup::new("h", at_1647(), Box::new(|_| Err(Error::new("cannot read"))));
         assert!(lookup.eval(&Expr::parse("h.Hr16").unwrap()).unwrap());
         assert_eq!(
             lookup

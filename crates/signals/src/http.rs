@@ -39,7 +39,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(15),
             write_timeout: Duration::from_secs(10),
             max_connections: 1024,
-            max_requests: 10_000,
+            max_requests: 1_000_000,
         }
     }
 }

@@ -25,6 +25,17 @@ pub fn live_class_names(site: &Site, now: DateTime<Utc>) -> baton_core::Result<V
     Ok(listing.signals.into_iter().map(|s| s.name).collect())
 }
 
+/// Whether `name` is a live signal of this host: one record read. A name that cannot be
+/// a signal (too long for a file name) is simply not one.
+pub fn is_live_signal(site: &Site, now: DateTime<Utc>, name: &str) -> baton_core::Result<bool> {
+    if store::validate_signal_name(name).is_err() {
+        return Ok(false);
+    }
+    Ok(Store::new(&site.state_dir, &site.host)
+        .get(name, now)?
+        .is_some())
+}
+
 /// Print each problem as a warning line on stderr.
 pub fn warn(problems: &[String]) {
     use std::io::Write;

@@ -4,7 +4,7 @@
 use crate::access::{Peer, Rules};
 use crate::auth::Verifier;
 use crate::http::{HttpServer, Limits, Request, Response};
-use crate::store::Store;
+use crate::store::{LiveCache, Store};
 use baton_core::cli::Site;
 use baton_core::clock::format_time;
 use baton_core::{name, Error, Result};
@@ -42,11 +42,41 @@ struct Loaded {
 
 struct Shared {
     site: Site,
-    store: Store,
+    store: LiveCache,
     access_path: PathBuf,
     access: RwLock<Loaded>,
     verifier: Option<Verifier>,
     log_requests: bool,
+    patterns: PatternCache,
+}
+
+/// Compiled match patterns: peers ask the same few again and again, and compiling a
+/// regex costs more than answering the request.
+#[derive(Default)]
+struct PatternCache {
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Arc<regex::Regex>>>,
+}
+
+impl PatternCache {
+    const MAX: usize = 256;
+
+    fn get(&self, text: &str) -> Result<Arc<regex::Regex>> {
+        if let Some(r) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+        {
+            return Ok(Arc::clone(r));
+        }
+        let regex = Arc::new(name::whole_name_regex(text)?);
+        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if compiled.len() >= Self::MAX {
+            compiled.clear(); // crude, but bounded: a peer sending random patterns gains nothing
+        }
+        compiled.insert(text.to_string(), Arc::clone(&regex));
+        Ok(regex)
+    }
 }
 
 /// A bound, not yet running, server.
@@ -74,7 +104,7 @@ impl Server {
         let rules = load_rules(&config.access)?;
         let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
         let addr = http.addr.to_string();
-        let store = Store::new(&config.site.state_dir, &config.site.host);
+        let store = LiveCache::new(Store::new(&config.site.state_dir, &config.site.host));
         Ok(Server {
             http,
             shared: Arc::new(Shared {
@@ -87,6 +117,7 @@ impl Server {
                 }),
                 verifier: config.verifier,
                 log_requests: config.log_requests,
+                patterns: PatternCache::default(),
             }),
             addr,
         })
@@ -219,7 +250,7 @@ impl Shared {
             Ok(None) => ".*".to_string(),
             Err(e) => return err(400, key, &e),
         };
-        let pattern = match name::whole_name_regex(&pattern_text) {
+        let pattern = match self.patterns.get(&pattern_text) {
             Ok(p) => p,
             Err(e) => return err(400, key, &e.message),
         };

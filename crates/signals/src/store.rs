@@ -221,6 +221,63 @@ impl Store {
     }
 }
 
+/// The live signals for a long-running reader (`baton-serve`): the records are read
+/// again only when the signals directory has changed. Every raise, clear and removal
+/// renames or unlinks a file there, which moves the directory's modification time; as
+/// that time is coarse (a few milliseconds), a directory changed less than a second ago
+/// is always read afresh.
+#[derive(Debug)]
+pub struct LiveCache {
+    store: Store,
+    cached: std::sync::Mutex<Option<(std::time::SystemTime, std::sync::Arc<Vec<Signal>>)>>,
+}
+
+/// How long after a change the directory's time is not trusted to show the next one.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LiveCache {
+    pub fn new(store: Store) -> LiveCache {
+        LiveCache {
+            store,
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The signals live at `now`, and the problems met if the records were read.
+    pub fn live(&self, now: DateTime<Utc>) -> Result<Listing> {
+        let changed = match fs::metadata(&self.store.dir) {
+            Ok(m) => m.modified().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Listing::default()),
+            Err(e) => return Err(Error::io("read", &self.store.dir, e)),
+        };
+        // File times are real time, so this compares with the system clock, not Baton's.
+        let settled = changed.is_some_and(|t| t.elapsed().is_ok_and(|age| age >= SETTLE));
+        {
+            let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            if let (true, Some((stamp, signals))) = (settled, cached.as_ref()) {
+                if Some(*stamp) == changed {
+                    let signals = signals.iter().filter(|s| s.is_live(now)).cloned().collect();
+                    return Ok(Listing {
+                        signals,
+                        problems: Vec::new(),
+                    });
+                }
+            }
+        }
+        let listing = self.store.live(now)?;
+        // Reading may have removed expired records and so moved the directory's time;
+        // stamp the cache with the time after the read.
+        let stamp = fs::metadata(&self.store.dir)
+            .ok()
+            .and_then(|m| m.modified().ok());
+        if let (Some(stamp), true) = (stamp, listing.problems.is_empty()) {
+            *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((stamp, std::sync::Arc::new(listing.signals.clone())));
+        }
+        Ok(listing)
+    }
+}
+
 /// Read one record: `Ok(None)` if absent, `Err(why)` if it is not a record Baton wrote.
 fn read_record(path: &Path) -> std::result::Result<Option<Signal>, String> {
     let bytes = match fs::File::open(path) {
@@ -319,6 +376,32 @@ mod tests {
             .raise("b", t(700), TTL, Policy::Preserve, None)
             .unwrap();
         assert_eq!(anew.set_at, t(700));
+    }
+
+    #[test]
+    fn the_cache_sees_every_change() {
+        let d = dir("cache");
+        let store = Store::new(&d.0, "h");
+        let cache = LiveCache::new(store.clone());
+        assert!(cache.live(t(0)).unwrap().signals.is_empty());
+        store.raise("a", t(0), TTL, Policy::Reset, None).unwrap();
+        assert_eq!(cache.live(t(1)).unwrap().signals.len(), 1);
+        // Pretend the last change is old, so the cache is trusted, then change again.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+        fs::File::open(&store.dir)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(cache.live(t(1)).unwrap().signals.len(), 1);
+        assert_eq!(
+            cache.live(t(1)).unwrap().signals.len(),
+            1,
+            "served from the cache"
+        );
+        store.raise("b", t(2), TTL, Policy::Reset, None).unwrap();
+        assert_eq!(cache.live(t(3)).unwrap().signals.len(), 2);
+        // Expiry needs no change on disk.
+        assert!(cache.live(t(700)).unwrap().signals.is_empty());
     }
 
     #[test]
