@@ -9,7 +9,7 @@ RELEASE_DIR = target/$(TRIPLE)/release
 BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query
 SCRIPTS = baton-chain
 
-.PHONY: all build release demo test bench lint fmt install uninstall clean
+.PHONY: all build release demo test bench soak fuzz lint fmt install uninstall clean
 
 all: build
 
@@ -33,6 +33,18 @@ test:
 
 bench: release
 	sh tests/bench.sh $(RELEASE_DIR)
+
+# baton-serve under signed load for SOAK_SECONDS (default 180) while signals and access
+# rules churn; checks memory, failures and losses. Not part of make test.
+soak: release
+	sh tests/soak.sh $(RELEASE_DIR)
+
+# The property tests that stand in for fuzzers (cargo fuzz needs nightly), FUZZ_CASES
+# inputs each (default 20000): parsers of expressions, durations, times, access files,
+# request heads and headers, peers, and records read from disk.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --workspace --lib fuzz_
 
 lint:
 	$(CARGO) fmt --all -- --check

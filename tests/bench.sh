@@ -1,14 +1,13 @@
 #!/bin/sh
 # make bench: Baton against CFEngine 3.21 and the floor (/bin/true), measured in the same
-# run on this machine. Prints a table and writes target/bench/bench.json.
-#   - a crontab tick: whole-process baton-if and baton-classes, against cf-promises
-#     --show-classes and cf-agent -K on an equivalent policy
-#   - peer queries: baton-serve requests per second on kept-alive connections (wrk)
+# run on this machine. Prints a table and writes target/bench/bench.json. See
+# docs/performance.md for what each figure means.
 set -eu
 dir=$(cd "${1:?usage: $0 BIN_DIR (make bench passes it)}" && pwd)
-out=target/bench
+out=$(pwd)/target/bench
 mkdir -p "$out"
 export TZ=UTC
+unset BATON_NOW BATON_HOST BATON_STATE_DIR BATON_KEY BATON_PEERS 2>/dev/null || true
 
 need() {
   missing=
@@ -21,14 +20,45 @@ need() {
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 }
-need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3
+need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3 openssl:openssl /usr/bin/time:time
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/baton-bench.XXXXXX")
 pids=
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+stop_all() { for p in $pids; do kill "$p" 2>/dev/null || true; done; for p in $pids; do wait "$p" 2>/dev/null || true; done; pids=; }
+cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
 
-# An equivalent CFEngine policy: decide the same expression, run nothing.
+# Start baton-serve for a state dir; prints its address. Args: STATE ACCESS IP [extra...]
+serve() {
+  st=$1 acc=$2 ip=$3; shift 3
+  "$dir/baton-serve" -q --listen "$ip:0" --access "$acc" --state-dir "$st" --host bench "$@" \
+    > "$st.listen" 2> "$st.log" &
+  pids="$pids $!"
+}
+address() {
+  n=0
+  until grep -q '^listening on ' "$1.listen" 2>/dev/null; do
+    n=$((n + 1)); [ $n -le 400 ] || { echo "bench: baton-serve did not start" >&2; cat "$1.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  sed 's/^listening on //' "$1.listen"
+}
+# Write N live signal records (did_0 .. did_N-1) straight into a state dir.
+populate() {
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys
+state, n = sys.argv[1], int(sys.argv[2])
+d = os.path.join(state, "signals"); os.makedirs(d, exist_ok=True)
+for i in range(n):
+    rec = {"version": 1, "name": f"did_{i}", "host": "bench", "set_at": "2026-01-01T00:00:00Z",
+           "expires_at": "2099-01-01T00:00:00Z", "policy": "reset", "run": None}
+    with open(os.path.join(d, f"did_{i}.json"), "w") as f:
+        f.write(json.dumps(rec) + "\n")
+PY
+}
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# 1. A crontab tick.
 cat > "$work/tick.cf" <<'CF'
 body common control { bundlesequence => { "tick" }; }
 bundle agent tick {
@@ -37,61 +67,165 @@ reports:
     "due";
 }
 CF
-state="$work/state"
-mkdir -p "$state"
-
+mkdir -p "$work/tick"
 echo "bench: crontab tick (hyperfine, whole processes)" >&2
 hyperfine -N --warmup 20 --runs 200 --ignore-failure --export-json "$work/tick.json" \
   -n true "/bin/true" \
-  -n baton-if "$dir/baton-if --state-dir $state --host h Hr16.Min45_50" \
-  -n baton-classes "$dir/baton-classes --state-dir $state --host h" \
+  -n baton-if "$dir/baton-if --state-dir $work/tick --host h Hr16.Min45_50" \
+  -n baton-classes "$dir/baton-classes --state-dir $work/tick --host h" \
   -n cf-promises "cf-promises -f $work/tick.cf --show-classes" \
   -n cf-agent "cf-agent -K -f $work/tick.cf" >/dev/null 2>&1
 
-echo "bench: peer queries (wrk, kept-alive connections, 10 s each)" >&2
-BATON_NOW=@1327423620 "$dir/baton-signal" raise did_my_job --state-dir "$state" --host h --ttl 1d
-echo 'allow .* 127.0.0.1' > "$work/access"
-BATON_NOW=@1327423620 "$dir/baton-serve" -q --listen 127.0.0.1:0 --access "$work/access" \
-  --state-dir "$state" --host h > "$work/listen" 2> "$work/serve.log" &
-pids="$pids $!"
-n=0
-until grep -q listening "$work/listen" 2>/dev/null; do
-  n=$((n + 1)); [ $n -le 200 ] || { echo "bench: baton-serve did not start" >&2; cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.05
-done
-addr=$(sed 's/listening on //' "$work/listen")
+# 2. Peer queries on kept-alive connections: unsigned (wrk) and signed (baton-load).
+echo "bench: peer queries (wrk and baton-load, 10 s each)" >&2
+populate "$work/peer" 1
+"$dir/baton-serve" --keygen bench > "$work/bench.key"
+echo 'allow .* 127.0.0.1 key:bench' > "$work/peer.access"
+serve "$work/peer" "$work/peer.access" 127.0.0.1 --keys "$work/bench.key"
+addr=$(address "$work/peer")
+serve_pid=${pids##* }
+sleep 1.2 # the store cache trusts a directory left alone for a second; measure that state
+echo "$(rss_kb "$serve_pid")" > "$work/rss_idle"
 for c in 1 16 256; do
   t=2; [ $c -lt 2 ] && t=1
   wrk -t $t -c $c -d 10s --latency "http://$addr/v1/signals?match=did.%2A" > "$work/wrk_$c.txt" 2>&1 || true
 done
+peak=0
+for c in 1 16 256; do
+  "$dir/baton-load" --addr "$addr" --key "$work/bench.key" --connections $c --seconds 10 > "$work/load_$c.json" &
+  lp=$!
+  while kill -0 $lp 2>/dev/null; do
+    r=$(rss_kb "$serve_pid"); [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.5
+  done
+  wait $lp || true
+done
+echo "$peak" > "$work/rss_load"
+stop_all
+
+# 3. A new TLS connection per request, whole-process clients: baton-query with a pinned
+#    certificate and a signed request, against cf-net connect (connect, TLS, key
+#    authentication; CFEngine Community has no client that asks cf-serverd for classes).
+echo "bench: new TLS connection per request" >&2
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
+  -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
+pin=$(openssl x509 -noout -fingerprint -sha256 -in "$work/tls.crt" | sed 's/.*=//')
+serve "$work/peer" "$work/peer.access" 127.0.0.1 --keys "$work/bench.key" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key"
+taddr=$(address "$work/peer")
+cat > "$work/cfs.cf" <<'CF'
+body common control { bundlesequence => { "main" }; }
+bundle agent main { }
+body server control {
+  port => "5309";
+  allowconnects => { "127.0.0.1", "::1" };
+  allowallconnects => { "127.0.0.1", "::1" };
+  trustkeysfrom => { "127.0.0.1", "::1" };
+  allowusers => { "root" };
+}
+bundle server access_rules {
+access:
+  "did_my_job" resource_type => "context", admit => { "127.0.0.1" };
+}
+CF
+[ -f /var/lib/cfengine3/ppkeys/localhost.priv ] || cf-key >/dev/null 2>&1 || true
+cf-serverd -F -f "$work/cfs.cf" > "$work/cfs.log" 2>&1 &
+pids="$pids $!"
+n=0; until cf-net -H 127.0.0.1:5309 connect >/dev/null 2>&1; do n=$((n + 1)); [ $n -le 100 ] || break; sleep 0.1; done
+hyperfine -N --warmup 3 --runs 40 --ignore-failure --export-json "$work/tls.json" \
+  -n baton-query-tls "$dir/baton-query --pin $pin --key $work/bench.key $taddr did.*" \
+  -n cf-net-connect "cf-net -H 127.0.0.1:5309 connect" >/dev/null 2>&1 || true
+stop_all
+
+# 4. Fan-in: one baton-query over 10, 100 and 500 servers.
+echo "bench: fan-in over 10, 100, 500 servers" >&2
+: > "$work/fanin.txt"
+for k in 10 100 500; do
+  addrs=
+  i=0
+  while [ $i -lt $k ]; do
+    populate "$work/fan$i" 1
+    echo 'allow .* 127.0.0.1' > "$work/fan$i.access"
+    serve "$work/fan$i" "$work/fan$i.access" "127.0.1.$((i % 250 + 1))"
+    i=$((i + 1))
+  done
+  i=0
+  while [ $i -lt $k ]; do addrs="$addrs $(address "$work/fan$i")"; i=$((i + 1)); done
+  hyperfine -N --warmup 1 --runs 5 --export-json "$work/fanin_$k.json" \
+    "$dir/baton-query --timeout 10s --min $k $addrs did_0" >/dev/null 2>&1 || true
+  mem=$(/usr/bin/time -f %M "$dir/baton-query" --timeout 10s $addrs did_0 2>&1 >/dev/null | tail -n 1)
+  echo "$k $mem" >> "$work/fanin.txt"
+  stop_all
+  i=0; while [ $i -lt $k ]; do rm -rf "$work/fan$i"*; i=$((i + 1)); done
+done
+
+# 5. The store with 10, 1 000 and 100 000 live signals.
+echo "bench: the store at 10, 1 000, 100 000 signals" >&2
+for n in 10 1000 100000; do
+  populate "$work/store$n" "$n"
+  runs=30; [ "$n" -ge 100000 ] && runs=3
+  hyperfine -N --warmup 1 --runs $runs --ignore-failure --export-json "$work/store_$n.json" \
+    -n raise "$dir/baton-signal raise extra --state-dir $work/store$n --host bench" \
+    -n list "$dir/baton-signal list did_1.* --names --state-dir $work/store$n --host bench" \
+    -n if "$dir/baton-if --state-dir $work/store$n --host bench did_7" >/dev/null 2>&1
+  rm -rf "$work/store$n"
+done
 
 python3 - "$work" "$out/bench.json" <<'PY'
-import json, re, sys, platform, os
+import json, os, platform, re, sys
 work, dest = sys.argv[1], sys.argv[2]
-tick = json.load(open(f"{work}/tick.json"))["results"]
-by = {r["command"]: r for r in tick}
-def ms(r, k): return r[k] * 1000
 rows = []
-print(f"{'measure':<44}{'median':>12}{'stddev':>10}{'vs /bin/true':>14}{'CFEngine/Baton':>16}")
-floor = by["true"]["median"]
-for name, ref in [("true", None), ("baton-if", "cf-promises"), ("baton-classes", "cf-promises"),
-                  ("cf-promises", None), ("cf-agent", None)]:
-    r = by[name]
-    vs_cf = ""
-    if name.startswith("baton"):
-        vs_cf = f"{by['cf-agent']['median'] / r['median']:.1f}x / {by['cf-promises']['median'] / r['median']:.1f}x"
-    print(f"{'tick: ' + name:<44}{ms(r,'median'):>10.2f}ms{ms(r,'stddev'):>8.2f}ms{r['median']/floor:>13.2f}x{vs_cf:>16}")
-    rows.append({"measure": f"tick {name}", "median_ms": ms(r, "median"), "stddev_ms": ms(r, "stddev"),
-                 "ratio_to_true": r["median"] / floor})
-def parse_wrk(text):
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", text))
-    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return (float(rps.group(1)) if rps else 0.0, lat.get("50", "?"), lat.get("99", "?"), int(errs.group(1)) if errs else 0)
+def load(name):
+    p = os.path.join(work, name)
+    return {r.get("command"): r for r in json.load(open(p))["results"]} if os.path.exists(p) else {}
+def row(measure, baton, reference=None, unit="ms", note=""):
+    rows.append({"measure": measure, "baton": baton, "reference": reference, "unit": unit, "note": note})
+tick = load("tick.json")
+ms = lambda r: r["median"] * 1000
+sd = lambda r: r["stddev"] * 1000 if r.get("stddev") is not None else 0
+print(f"{'measure':<52}{'Baton':>14}{'reference':>16}{'ratio':>9}")
+def show(measure, b, ref=None, unit="ms", better="lower", note=""):
+    ratio = ""
+    if b and ref:
+        ratio = f"{(ref / b) if better == 'lower' else (b / ref):.1f}x"
+    fb = f"{b:.2f}{unit}" if unit == "ms" else f"{b:.0f}{unit}"
+    fr = "" if ref is None else (f"{ref:.2f}{unit}" if unit == "ms" else f"{ref:.0f}{unit}")
+    print(f"{measure:<52}{fb:>14}{fr:>16}{ratio:>9}  {note}")
+    row(measure, b, ref, unit, note)
+floor = ms(tick["true"])
+show("tick: /bin/true (the floor)", floor)
+for name in ("baton-if", "baton-classes"):
+    show(f"tick: {name} vs /bin/true", ms(tick[name]), floor, note=f"stddev {sd(tick[name]):.2f}ms; {ms(tick[name]) / floor:.2f}x the floor")
+    show(f"tick: {name} vs cf-promises --show-classes", ms(tick[name]), ms(tick["cf-promises"]))
+    show(f"tick: {name} vs cf-agent -K", ms(tick[name]), ms(tick["cf-agent"]))
+def wrk(c):
+    t = open(os.path.join(work, f"wrk_{c}.txt")).read()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", t))
+    return float(rps.group(1)) if rps else 0, lat.get("50", "?"), lat.get("99", "?")
 for c in (1, 16, 256):
-    rps, p50, p99, errs = parse_wrk(open(f"{work}/wrk_{c}.txt").read())
-    print(f"{'baton-serve, ' + str(c) + ' clients (req/s, p50, p99)':<44}{rps:>12.0f}{p50:>10}{p99:>14}{'' if not errs else str(errs) + ' errors':>16}")
-    rows.append({"measure": f"serve {c} clients", "requests_per_s": rps, "p50": p50, "p99": p99, "non_2xx": errs})
+    rps, p50, p99 = wrk(c)
+    show(f"serve, unsigned, {c} kept-alive clients (wrk)", rps, unit=" req/s", note=f"p50 {p50}, p99 {p99}")
+for c in (1, 16, 256):
+    l = json.load(open(os.path.join(work, f"load_{c}.json")))
+    show(f"serve, signed, {c} kept-alive clients (baton-load)", l["rps"], unit=" req/s",
+         note=f"p50 {l['p50_us']}us, p99 {l['p99_us']}us, {l['errors']} errors")
+show("serve: resident memory idle", int(open(os.path.join(work, "rss_idle")).read()), unit=" KiB")
+show("serve: resident memory under load (peak)", int(open(os.path.join(work, "rss_load")).read()), unit=" KiB")
+tls = load("tls.json")
+if "baton-query-tls" in tls and "cf-net-connect" in tls:
+    show("new TLS connection per request: baton-query vs cf-net connect", ms(tls["baton-query-tls"]), ms(tls["cf-net-connect"]),
+         note=f"{1000 / ms(tls['baton-query-tls']):.0f} vs {1000 / ms(tls['cf-net-connect']):.0f} per second, one client")
+for line in open(os.path.join(work, "fanin.txt")):
+    k, mem = line.split()
+    f = load(f"fanin_{k}.json")
+    r = next(iter(f.values()), None)
+    if r:
+        show(f"fan-in: one baton-query over {k} servers", ms(r), note=f"peak memory {mem} KiB")
+for n in (10, 1000, 100000):
+    s = load(f"store_{n}.json")
+    for op in ("raise", "list", "if"):
+        if op in s:
+            show(f"store, {n} signals: {'baton-signal ' + op if op != 'if' else 'baton-if did_7'}", ms(s[op]))
 json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "rows": rows}, open(dest, "w"), indent=1)
-print(f"\n(CFEngine/Baton: cf-agent -K / cf-promises --show-classes over Baton's median; JSON in {dest})")
+print(f"\nratio: how many times better Baton is (reference / Baton for times). JSON: {dest}")
 PY

@@ -3,6 +3,7 @@
 mod util;
 
 mod classes_cli;
+mod crash;
 mod peers;
 mod run_cli;
 mod signal_cli;

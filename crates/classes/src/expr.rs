@@ -408,3 +408,30 @@ mod tests {
         assert_eq!(e.to_string(), "(a.(b|!a).c)");
     }
 }
+
+#[cfg(test)]
+mod fuzz_expr {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: an expression or an error that says where, never a panic.
+        #[test]
+        fn fuzz_expr_never_panics(text in "[abc!.&|() \t_9-]{0,60}") {
+            match Expr::parse(&text) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(e.message.contains("column") || e.message == "empty expression", "{}", e.message),
+            }
+        }
+
+        /// The fully parenthesised form means the same as the original.
+        #[test]
+        fn fuzz_expr_display_round_trips(text in "[abc!.&|() ]{1,40}", set in proptest::collection::vec(any::<bool>(), 3)) {
+            if let Ok(expr) = Expr::parse(&text) {
+                let again = Expr::parse(&expr.to_string()).unwrap();
+                let defined = |n: &str| match n { "a" => set[0], "b" => set[1], "c" => set[2], _ => false };
+                prop_assert_eq!(expr.eval(&defined), again.eval(&defined));
+            }
+        }
+    }
+}

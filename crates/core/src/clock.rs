@@ -190,3 +190,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_clock {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_time_never_panics(text in ".{0,40}") {
+            let _ = parse_time(&text);
+        }
+
+        #[test]
+        fn fuzz_time_round_trips(epoch in -62_000_000_000i64..250_000_000_000i64) {
+            let t = DateTime::from_timestamp(epoch, 0).unwrap();
+            prop_assert_eq!(parse_time(&format_time(t)).unwrap(), t);
+            prop_assert_eq!(parse_time(&format!("@{epoch}")).unwrap(), t);
+        }
+    }
+}

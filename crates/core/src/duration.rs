@@ -149,3 +149,22 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_duration {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_duration_never_panics(text in ".{0,40}") {
+            let _ = text.parse::<Duration>();
+        }
+
+        #[test]
+        fn fuzz_duration_round_trips(secs in 0u64..=MAX_SECONDS) {
+            let d = Duration::from_secs(secs);
+            prop_assert_eq!(d.to_string().parse::<Duration>().unwrap(), d);
+        }
+    }
+}

@@ -102,3 +102,21 @@ mod tests {
         assert!(validate(&"a".repeat(MAX_NAME_LEN + 1)).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz_name {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_canonify_gives_valid_names(text in ".{1,60}") {
+            prop_assert!(validate(&canonify(&text)).is_ok());
+        }
+
+        #[test]
+        fn fuzz_regex_never_panics(text in ".{0,60}") {
+            let _ = whole_name_regex(&text);
+        }
+    }
+}

@@ -331,3 +331,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_client {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_targets_and_peers_never_panic(text in ".{0,60}") {
+            let _ = Target::parse(&text, false);
+            let _ = Peers::parse(&text);
+        }
+    }
+}

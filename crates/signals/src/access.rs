@@ -310,3 +310,19 @@ mod tests {
         bad("allow a key:", 1, "key");
     }
 }
+
+#[cfg(test)]
+mod fuzz_access {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_access_file_never_panics(text in "((allow|deny|x)? ?[a-z.*|()]{0,8} ?[0-9a-f.:/*key]{0,20}\n){0,6}") {
+            match Rules::parse_with(&text, &|_| None) {
+                Ok(_) => {}
+                Err(e) => prop_assert!(e.message.starts_with("line "), "{}", e.message),
+            }
+        }
+    }
+}

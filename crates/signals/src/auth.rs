@@ -16,8 +16,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The authorization scheme name.
 pub const SCHEME: &str = "Baton";
-/// The most nonces remembered; past it, requests are refused rather than unprotected.
-const MAX_NONCES: usize = 1_000_000;
+/// The most nonces remembered (about 40 bytes each); past it, signed requests are refused
+/// (503) rather than left unprotected. One entry per signed request within the skew
+/// window: at 5m, that is 6 600 requests a second for a whole window.
+const MAX_NONCES: usize = 2_000_000;
 
 /// A peer's key.
 #[derive(Clone, PartialEq, Eq)]
@@ -193,7 +195,30 @@ impl std::fmt::Display for AuthError {
 pub struct Verifier {
     ring: KeyRing,
     skew: i64,
-    seen: Mutex<HashMap<String, i64>>,
+    seen: Mutex<Seen>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// The nonces seen within the window: a set of keyed hashes of (key, nonce) with their
+/// expiry, and the same in arrival order so that expired ones leave in O(1) each.
+#[derive(Debug, Default)]
+struct Seen {
+    expiry: HashMap<u64, i64>,
+    order: std::collections::VecDeque<(i64, u64)>,
+}
+
+impl Seen {
+    fn prune(&mut self, now: i64) {
+        while let Some(&(until, h)) = self.order.front() {
+            if until > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.expiry.get(&h) == Some(&until) {
+                self.expiry.remove(&h);
+            }
+        }
+    }
 }
 
 impl Verifier {
@@ -201,7 +226,8 @@ impl Verifier {
         Verifier {
             ring,
             skew: skew_secs,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
@@ -233,19 +259,24 @@ impl Verifier {
         if (now - ts).abs() > self.skew {
             return Err(AuthError::Stale(id.to_string()));
         }
+        // A keyed hash (random per process) stands for (key, nonce): 8 bytes, not 40+,
+        // and no peer can aim for a collision.
+        let h = {
+            use std::hash::BuildHasher;
+            self.hasher.hash_one((id, nonce))
+        };
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= MAX_NONCES / 2 {
-            seen.retain(|_, expiry| *expiry > now);
-            if seen.len() >= MAX_NONCES {
-                return Err(AuthError::Overloaded);
-            }
-        }
-        let entry = format!("{id}:{nonce}");
-        if seen.get(&entry).is_some_and(|expiry| *expiry > now) {
+        seen.prune(now);
+        if seen.expiry.get(&h).is_some_and(|until| *until > now) {
             return Err(AuthError::Replayed(id.to_string()));
         }
+        if seen.expiry.len() >= MAX_NONCES {
+            return Err(AuthError::Overloaded);
+        }
         // Keep the nonce until the timestamp leaves the window for good.
-        seen.insert(entry, ts + self.skew + 1);
+        let until = ts + self.skew + 1;
+        seen.expiry.insert(h, until);
+        seen.order.push_back((until, h));
         Ok(id.to_string())
     }
 }
@@ -339,6 +370,20 @@ mod tests {
             v.verify(&stranger, "GET", "/p", 1000),
             Err(AuthError::UnknownKey("host9".into()))
         );
+    }
+
+    #[test]
+    fn the_replay_cache_forgets_what_left_the_window() {
+        let (key, v) = setup();
+        for _ in 0..100 {
+            let h = key.authorization("GET", "/p", 1000).unwrap();
+            v.verify(&h, "GET", "/p", 1000).unwrap();
+        }
+        assert_eq!(v.seen.lock().unwrap().expiry.len(), 100);
+        let h = key.authorization("GET", "/p", 1302).unwrap();
+        v.verify(&h, "GET", "/p", 1302).unwrap();
+        let seen = v.seen.lock().unwrap();
+        assert_eq!((seen.expiry.len(), seen.order.len()), (1, 1));
     }
 
     #[test]

@@ -434,3 +434,24 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz_http {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fuzz_request_heads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(r) = parse_head(&bytes, "127.0.0.1".parse().unwrap()) {
+                prop_assert!(r.target.starts_with('/'));
+            }
+        }
+
+        #[test]
+        fn fuzz_queries_and_auth_never_panic(text in ".{0,80}") {
+            let _ = crate::serve::query_param(&text, "match");
+            let _ = crate::auth::Verifier::new(crate::auth::KeyRing::default(), 300).verify(&text, "GET", "/", 0);
+        }
+    }
+}

@@ -234,6 +234,9 @@ impl Shared {
             }
             (Some(h), Some(v)) => match v.verify(h, "GET", url, now.timestamp()) {
                 Ok(id) => Some(id),
+                Err(e @ crate::auth::AuthError::Overloaded) => {
+                    return err(503, None, &e.to_string())
+                }
                 Err(e) => return err(401, None, &e.to_string()),
             },
         };

@@ -3,7 +3,7 @@
 //! Readers never lock: every record is replaced whole by rename. Writers (raise, clear,
 //! the removal of expired records) take `signals/.lock`, so a read-modify-write such as
 //! `preserve` never races, and any temporary file found while holding the lock is the
-//! leftover of a killed writer and is removed.
+//! leftover of a killed writer: the next reader that sees one removes it under the lock.
 
 use baton_core::fsutil::{ensure_dir, sync_dir, write_atomic, TEMP_PREFIX};
 use baton_core::lock::lock_file;
@@ -94,20 +94,7 @@ impl Store {
 
     fn lock(&self) -> Result<fs::File> {
         ensure_dir(&self.dir)?;
-        let lock = lock_file(&self.dir.join(".lock"), LOCK_WAIT)?;
-        self.remove_orphans()?;
-        Ok(lock)
-    }
-
-    /// Remove temporary files: called only under the lock, when no writer is mid-write.
-    fn remove_orphans(&self) -> Result<()> {
-        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io("read", &self.dir, e))? {
-            let entry = entry.map_err(|e| Error::io("read", &self.dir, e))?;
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        Ok(())
+        lock_file(&self.dir.join(".lock"), LOCK_WAIT)
     }
 
     /// Raise `name` at `now` for `ttl`. With [`Policy::Preserve`], a live signal keeps its
@@ -182,9 +169,14 @@ impl Store {
             Err(e) => return Err(Error::io("read", &self.dir, e)),
         };
         let mut expired = Vec::new();
+        let mut orphans = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("read", &self.dir, e))?;
             let file_name = entry.file_name();
+            if file_name.to_string_lossy().starts_with(TEMP_PREFIX) {
+                orphans.push(entry.path());
+                continue;
+            }
             let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
@@ -198,17 +190,26 @@ impl Store {
                 Err(why) => listing.problems.push(why),
             }
         }
-        if !expired.is_empty() {
-            self.remove_expired(&expired, now)?;
+        if !expired.is_empty() || !orphans.is_empty() {
+            self.remove_leftovers(&expired, &orphans, now)?;
         }
         listing.signals.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(listing)
     }
 
-    /// Under the lock, look again (a writer may have raised it anew) and remove what is
-    /// still expired.
-    fn remove_expired(&self, names: &[String], now: DateTime<Utc>) -> Result<()> {
+    /// Under the lock, remove the temporary files seen (no writer is mid-write while the
+    /// lock is held, so they are a killed writer's leftovers), and look again at the
+    /// expired records (a writer may have raised one anew) and remove those still expired.
+    fn remove_leftovers(
+        &self,
+        names: &[String],
+        orphans: &[PathBuf],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let _lock = self.lock()?;
+        for orphan in orphans {
+            let _ = fs::remove_file(orphan);
+        }
         for name in names {
             let path = self.record_path(name);
             if let Ok(Some(s)) = read_record(&path) {
@@ -427,5 +428,26 @@ mod tests {
         assert!(store
             .raise("a", t(0), Duration::ZERO, Policy::Reset, None)
             .is_err());
+    }
+}
+
+#[cfg(test)]
+mod fuzz_store {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Whatever is in a record file, reading the store skips it with a reason.
+        #[test]
+        fn fuzz_records_from_disk_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let d = std::env::temp_dir().join(format!("baton-fuzz-store-{}", std::process::id()));
+            let store = Store::new(&d, "h");
+            fs::create_dir_all(&store.dir).unwrap();
+            fs::write(store.dir.join("x.json"), &bytes).unwrap();
+            let listing = store.live(DateTime::from_timestamp(0, 0).unwrap()).unwrap();
+            prop_assert!(listing.signals.len() + listing.problems.len() <= 1);
+            let _ = fs::remove_dir_all(&d);
+        }
     }
 }

@@ -1,0 +1,220 @@
+//! Crash and concurrency: processes killed with SIGKILL at any instant, and many cron
+//! ticks at once, never leave a torn record, a stuck lock or a lost signal.
+
+use crate::util::{bin, wait_until, Host};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T0: &str = "2012-01-24T16:00:00Z";
+
+fn spawn(h: &Host, bin_name: &str, args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new(bin(bin_name));
+    crate::util::without_baton_env(&mut cmd);
+    cmd.args(args)
+        .current_dir(&h.dir.path)
+        .env("BATON_STATE_DIR", h.state())
+        .env("BATON_HOST", &h.name)
+        .env("BATON_NOW", T0)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().unwrap()
+}
+
+/// A spread of delays in microseconds, the same every run (no randomness in tests).
+fn delays(n: u64) -> impl Iterator<Item = u64> {
+    (0..n).map(|i| (i * 7919 + 13) % 4000)
+}
+
+#[test]
+fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
+    let h = Host::new("h");
+    for (i, us) in delays(40).enumerate() {
+        let mut child = spawn(
+            &h,
+            "baton-run",
+            &["--lock", "j", "--on-repaired", "ok", "--", "true"],
+        );
+        std::thread::sleep(Duration::from_micros(us));
+        let _ = child.kill();
+        let _ = child.wait();
+        // The next tick is never refused by a lock its dead predecessor held.
+        h.at("baton-run", T0)
+            .args(["--lock", "j", "--on-repaired", "ok", "--", "true"])
+            .run()
+            .status(0)
+            .stderr_is("");
+        // Every record reads back whole.
+        let list = h
+            .at("baton-signal", T0)
+            .args(["list", "--names"])
+            .run()
+            .status(0);
+        assert_eq!(list.stdout(), "ok\n", "kill {i}");
+        assert_eq!(list.stderr(), "", "kill {i}");
+    }
+    let history = h
+        .at("baton-run", T0)
+        .args(["--history", "j", "--json"])
+        .run()
+        .status(0);
+    for line in history.lines() {
+        let r: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(r["outcome"], "repaired");
+    }
+    assert!(history.lines().len() >= 40);
+    let state = std::fs::read(h.state().join("jobs/j.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert!(state["running"].is_null(), "{state}");
+}
+
+#[test]
+fn a_job_orphaned_by_a_killed_baton_run_is_busy_until_it_expires() {
+    let h = Host::new("h");
+    let script = "echo $$ > job.pid; exec sleep 300";
+    let mut runner = spawn(
+        &h,
+        "baton-run",
+        &["--lock", "long", "--", "sh", "-c", script],
+    );
+    wait_until("the job to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(h.dir.join("job.pid")).is_ok_and(|p| !p.trim().is_empty())
+            && std::fs::read_to_string(h.state().join("jobs/long.json"))
+                .is_ok_and(|s| s.contains("\"pid\""))
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let job = std::fs::read_to_string(h.dir.join("job.pid")).unwrap();
+    // The job lives on without its baton-run: the next tick must not start a second one.
+    let run = h
+        .at("baton-run", "2012-01-24T16:05:00Z")
+        .args([
+            "--lock",
+            "long",
+            "--expireafter",
+            "30m",
+            "--grace",
+            "1s",
+            "--",
+            "true",
+        ])
+        .run()
+        .status(75);
+    assert!(
+        run.stderr().contains("outlived its baton-run"),
+        "{}",
+        run.stderr()
+    );
+    // Past --expireafter it is killed and the tick proceeds.
+    let run = h
+        .at("baton-run", "2012-01-24T17:00:00Z")
+        .args([
+            "--lock",
+            "long",
+            "--expireafter",
+            "30m",
+            "--grace",
+            "1s",
+            "--",
+            "true",
+        ])
+        .run()
+        .status(0);
+    assert!(
+        run.stderr().contains("killed orphaned run"),
+        "{}",
+        run.stderr()
+    );
+    let alive = std::fs::read_to_string(format!("/proc/{}/stat", job.trim()))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false);
+    assert!(!alive, "the orphaned job {} survived", job.trim());
+}
+
+#[test]
+fn many_ticks_at_once_run_the_job_exactly_once() {
+    let h = Host::new("h");
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            spawn(
+                &h,
+                "baton-run",
+                &[
+                    "--ifelapsed",
+                    "1h",
+                    "--lock",
+                    "daily",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo ran >> ran",
+                ],
+            )
+        })
+        .collect();
+    let mut statuses: Vec<i32> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 0);
+    assert!(
+        statuses[1..].iter().all(|s| *s == 75 || *s == 76),
+        "{statuses:?}"
+    );
+    assert_eq!(std::fs::read_to_string(h.dir.join("ran")).unwrap(), "ran\n");
+    let history = h
+        .at("baton-run", T0)
+        .args(["--history", "daily"])
+        .run()
+        .status(0);
+    assert_eq!(
+        history.lines().len(),
+        20,
+        "every tick is recorded: {}",
+        history.stdout()
+    );
+}
+
+#[test]
+fn baton_serve_killed_at_any_instant_loses_nothing() {
+    let h = Host::new("host1");
+    for s in ["a", "b", "c"] {
+        h.at("baton-signal", "2012-01-24T16:47:00Z")
+            .args(["raise", s, "--ttl", "1h"])
+            .run()
+            .status(0);
+    }
+    for us in delays(8) {
+        let s = h.serve("127.0.0.2", "allow .* 127.0.0.1\n", &[]);
+        // Queries in flight while it dies.
+        let addr = s.addr.clone();
+        let q = std::thread::spawn(move || {
+            crate::util::baton("baton-query")
+                .env("BATON_NOW", "2012-01-24T16:47:00Z")
+                .args(["--timeout", "2s", &addr, ".*"])
+                .run()
+                .code()
+        });
+        std::thread::sleep(Duration::from_micros(us * 10));
+        drop(s); // SIGKILL
+        let code = q.join().unwrap();
+        assert!(
+            code == 0 || code == 2,
+            "a dying server is an error or an answer, never a 'no': {code}"
+        );
+    }
+    let s = h.serve("127.0.0.2", "allow .* 127.0.0.1\n", &[]);
+    crate::util::baton("baton-query")
+        .env("BATON_NOW", "2012-01-24T16:47:00Z")
+        .args([&s.addr, ".*"])
+        .run()
+        .status(0)
+        .stdout_is("a\nb\nc\n");
+}
