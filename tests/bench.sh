@@ -129,8 +129,10 @@ access:
 CF
 [ -f /var/lib/cfengine3/ppkeys/localhost.priv ] || cf-key >/dev/null 2>&1 || true
 cf-serverd -F -f "$work/cfs.cf" > "$work/cfs.log" 2>&1 &
-pids="$pids $!"
+cfs_pid=$!
+pids="$pids $cfs_pid"
 n=0; until cf-net -H 127.0.0.1:5309 connect >/dev/null 2>&1; do n=$((n + 1)); [ $n -le 100 ] || break; sleep 0.1; done
+rss_kb "$cfs_pid" > "$work/rss_cfserverd"
 hyperfine -N --warmup 3 --runs 40 --ignore-failure --export-json "$work/tls.json" \
   -n baton-query-tls "$dir/baton-query --pin $pin --key $work/bench.key $taddr did.*" \
   -n cf-net-connect "cf-net -H 127.0.0.1:5309 connect" >/dev/null 2>&1 || true
@@ -209,7 +211,9 @@ for c in (1, 16, 256):
     l = json.load(open(os.path.join(work, f"load_{c}.json")))
     show(f"serve, signed, {c} kept-alive clients (baton-load)", l["rps"], unit=" req/s",
          note=f"p50 {l['p50_us']}us, p99 {l['p99_us']}us, {l['errors']} errors")
-show("serve: resident memory idle", int(open(os.path.join(work, "rss_idle")).read()), unit=" KiB")
+cfs = open(os.path.join(work, "rss_cfserverd")).read().strip() if os.path.exists(os.path.join(work, "rss_cfserverd")) else ""
+show("serve: resident memory idle vs cf-serverd idle", int(open(os.path.join(work, "rss_idle")).read()),
+     int(cfs) if cfs.isdigit() and int(cfs) > 0 else None, unit=" KiB")
 show("serve: resident memory under load (peak)", int(open(os.path.join(work, "rss_load")).read()), unit=" KiB")
 tls = load("tls.json")
 if "baton-query-tls" in tls and "cf-net-connect" in tls:
