@@ -86,54 +86,35 @@ fn a_job_orphaned_by_a_killed_baton_run_is_busy_until_it_expires() {
     runner.kill().unwrap();
     runner.wait().unwrap();
     let job = std::fs::read_to_string(h.dir.join("job.pid")).unwrap();
+    let tick = |at: &str| {
+        h.at("baton-run", at)
+            .args([
+                "--lock",
+                "long",
+                "--expireafter",
+                "30m",
+                "--grace",
+                "1s",
+                "--",
+                "true",
+            ])
+            .run()
+    };
     // The job lives on without its baton-run: the next tick must not start a second one.
-    let run = h
-        .at("baton-run", "2012-01-24T16:05:00Z")
-        .args([
-            "--lock",
-            "long",
-            "--expireafter",
-            "30m",
-            "--grace",
-            "1s",
-            "--",
-            "true",
-        ])
-        .run()
-        .status(75);
+    let run = tick("2012-01-24T16:05:00Z").status(75);
     assert!(
         run.stderr().contains("outlived its baton-run"),
         "{}",
         run.stderr()
     );
     // Past --expireafter it is killed and the tick proceeds.
-    let run = h
-        .at("baton-run", "2012-01-24T17:00:00Z")
-        .args([
-            "--lock",
-            "long",
-            "--expireafter",
-            "30m",
-            "--grace",
-            "1s",
-            "--",
-            "true",
-        ])
-        .run()
-        .status(0);
+    let run = tick("2012-01-24T17:00:00Z").status(0);
     assert!(
         run.stderr().contains("killed orphaned run"),
         "{}",
         run.stderr()
     );
-    let alive = std::fs::read_to_string(format!("/proc/{}/stat", job.trim()))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-        .unwrap_or(false);
+    let alive = crate::util::process_alive(&job);
     assert!(!alive, "the orphaned job {} survived", job.trim());
 }
 

@@ -17,19 +17,6 @@ fn history(h: &Host, job: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Whether a process is alive and not a zombie.
-fn alive(pid: &str) -> bool {
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn success_raises_signal_logs_and_records() {
     let h = Host::new("host1");
@@ -217,7 +204,10 @@ fn timeout_kills_the_whole_process_group() {
         .says("baton-run", "timed out after 1s");
     let pid = std::fs::read_to_string(h.dir.join("grandchild"))
         .expect("the job wrote its background child's pid");
-    assert!(!alive(&pid), "background child {pid} outlived the time-out");
+    assert!(
+        !crate::util::process_alive(&pid),
+        "background child {pid} outlived the time-out"
+    );
     h.at("baton-signal", T0)
         .args(["list", "--names"])
         .run()
@@ -267,7 +257,7 @@ fn expireafter_kills_a_stuck_run_and_proceeds() {
     assert_eq!(out.status.code(), Some(143), "the stuck run died of TERM");
     for f in ["stuck.pid", "stuck_child.pid"] {
         let pid = std::fs::read_to_string(h.dir.join(f)).unwrap();
-        assert!(!alive(&pid), "{f} {pid} survived");
+        assert!(!crate::util::process_alive(&pid), "{f} {pid} survived");
     }
 }
 

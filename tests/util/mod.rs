@@ -362,6 +362,19 @@ impl Run {
     }
 }
 
+/// Whether process `pid` (as text, as a pid file holds it) is alive and not a zombie.
+pub fn process_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
 /// Wait for `child` at most `limit`; kill it and fail the test past that.
 pub fn wait_child(child: &mut std::process::Child, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
