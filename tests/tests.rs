@@ -4,6 +4,7 @@ mod util;
 
 mod classes_cli;
 mod crash;
+mod etcd_store;
 mod peers;
 mod run_cli;
 mod signal_cli;

@@ -148,6 +148,8 @@ pub struct Cluster {
     background: Vec<Background>,
     /// Crontab lines the harness leaves running in the background (they wait).
     background_lines: Vec<String>,
+    /// BATON_STORE for every crontab line (an etcd URL), if set.
+    store: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -219,8 +221,15 @@ impl Cluster {
             hosts,
             background: Vec::new(),
             background_lines: Vec::new(),
+            store: None,
             now: start,
         }
+    }
+
+    /// Keep every host's signals in `url` (BATON_STORE in the crontab's environment, the
+    /// only change a crontab needs).
+    pub fn use_store(&mut self, url: &str) {
+        self.store = Some(url.to_string());
     }
 
     /// Leave crontab lines containing `marker` running in the background when they
@@ -310,6 +319,7 @@ impl Cluster {
                     .env("BATON_KEY", h.host.dir.join("key"))
                     .env("BATON_PEERS", self.root.join("peers"))
                     .env("JOURNAL", self.root.join("journal"))
+                    .env("BATON_STORE", self.store.as_deref().unwrap_or(""))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod etcd;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,11 @@ pub struct SiteArgs {
     /// [default: $BATON_NOW, else the system clock]
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+
+    /// Keep signals in etcd instead of the state dir: etcd://HOST:PORT[,HOST:PORT...]
+    /// (etcds:// for TLS; USER:PASSWORD@ before the hosts for etcd auth)
+    #[arg(long, value_name = "URL", env = "BATON_STORE")]
+    pub store: Option<String>,
 }
 
 /// Who, where and when a binary acts: resolved from [`SiteArgs`] and the environment.
@@ -32,6 +37,8 @@ pub struct Site {
     /// The host name as given (it may be a FQDN).
     pub host: String,
     pub clock: Clock,
+    /// Where signals live: `None` for the state dir, else an etcd URL.
+    pub store: Option<String>,
 }
 
 impl SiteArgs {
@@ -52,6 +59,7 @@ impl SiteArgs {
             state_dir,
             host,
             clock,
+            store: self.store.clone().filter(|s| !s.is_empty()),
         })
     }
 }

@@ -9,7 +9,7 @@ use baton_core::cli::Site;
 use baton_core::clock::format_time;
 use baton_core::lock::{lock_file, try_lock_file};
 use baton_core::{Duration, Error, Result};
-use baton_signals::{Policy, Store};
+use baton_signals::{Backend, Policy};
 use chrono::{DateTime, Utc};
 use std::fs::File;
 use std::process::Command;
@@ -339,7 +339,7 @@ fn raise_all(
     at: DateTime<Utc>,
     run: &str,
 ) -> Result<()> {
-    let store = Store::new(&site.state_dir, &site.host);
+    let store = Backend::open(site)?;
     for class in classes {
         store.raise(class, at, spec.ttl, spec.policy, Some(run))?;
     }

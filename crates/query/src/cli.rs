@@ -1,11 +1,12 @@
 //! The command line of `baton-query`.
 
-use crate::client::{Client, Peers, RemoteSignal, Target};
+use crate::client::{Client, Peers, RemoteSignal, Reply, Target};
 use crate::tls;
 use baton_core::clock::{format_time, parse_time, Deadline};
 use baton_core::error::{finish, parse_args, stdout_error, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE};
 use baton_core::{name, Clock, Duration, Error, Result};
 use baton_signals::auth::Key;
+use baton_signals::etcd::{Etcd, EtcdStore};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use std::ffi::OsString;
@@ -83,6 +84,11 @@ pub struct QueryCli {
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
 
+    /// Read the hosts' signals from etcd instead of asking their baton-serve:
+    /// etcd://HOST:PORT[,HOST:PORT...] (HOSTs are then the names the hosts raise under)
+    #[arg(long, value_name = "URL", env = "BATON_STORE")]
+    pub store: Option<String>,
+
     /// HOST[:PORT]... REGEX: the hosts to ask, then the pattern
     #[arg(value_name = "HOST[:PORT]... REGEX", num_args = 2.., required = true)]
     pub args: Vec<String>,
@@ -146,6 +152,10 @@ fn run(cli: QueryCli) -> Result<u8> {
     };
     let clock = Clock::resolve(cli.at.as_deref())?;
     let client = Client::new(key, tls, cli.timeout.std(), clock.clone());
+    let etcd = match cli.store.as_deref().filter(|s| !s.is_empty()) {
+        Some(url) => Some(Etcd::open(url, cli.timeout.std())?),
+        None => None,
+    };
 
     let deadline = cli
         .wait
@@ -153,7 +163,10 @@ fn run(cli: QueryCli) -> Result<u8> {
         .transpose()?;
     let mut pause = cli.interval.std();
     let (found, hosts_matched, failures) = loop {
-        let answers = client.ask_all(&targets, pattern);
+        let answers = match &etcd {
+            Some(etcd) => ask_etcd(etcd, &targets, &clock)?,
+            None => client.ask_all(&targets, pattern),
+        };
         let mut found = Vec::new();
         let mut failures = Vec::new();
         let mut hosts_matched = 0;
@@ -174,7 +187,14 @@ fn run(cli: QueryCli) -> Result<u8> {
                     }
                     hosts_matched += usize::from(found.len() > before);
                 }
-                Err(why) => failures.push(format!("cannot ask {}: {why}", target.label())),
+                Err(why) => {
+                    let label = match (&etcd, &target.name) {
+                        (Some(_), Some(name)) => name.clone(),
+                        (Some(_), None) => target.host.clone(),
+                        (None, _) => target.label(),
+                    };
+                    failures.push(format!("cannot ask {label}: {why}"))
+                }
             }
         }
         let done = hosts_matched >= cli.min;
@@ -194,6 +214,40 @@ fn run(cli: QueryCli) -> Result<u8> {
         let _ = writeln!(err, "baton-query: {f}");
     }
     Ok(verdict(hosts_matched, failures.len(), cli.min))
+}
+
+/// Each host's live signals straight from etcd, as a peer's answer would carry them (the
+/// caller filters by pattern). An unreachable cluster is every host's failure.
+fn ask_etcd(
+    etcd: &Etcd,
+    targets: &[Target],
+    clock: &Clock,
+) -> Result<Vec<std::result::Result<Reply, String>>> {
+    let now = clock.now()?;
+    Ok(targets
+        .iter()
+        .map(|t| {
+            let host = t.name.clone().unwrap_or_else(|| t.host.clone());
+            let listing = EtcdStore {
+                etcd,
+                host: host.clone(),
+            }
+            .live(now)
+            .map_err(|e| e.message)?;
+            let signals = listing
+                .signals
+                .into_iter()
+                .map(|s| RemoteSignal {
+                    name: s.name,
+                    host: s.host,
+                    set_at: s.set_at,
+                    expires_at: s.expires_at,
+                    run: s.run,
+                })
+                .collect();
+            Ok(Reply { host, now, signals })
+        })
+        .collect())
 }
 
 /// Three-valued, as a sysadmin reads it: yes when enough hosts matched whatever the

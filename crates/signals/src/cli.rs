@@ -1,6 +1,7 @@
 //! The command line of `baton-signal`.
 
-use crate::store::{validate_signal_name, Policy, Signal, Store, DEFAULT_TTL};
+use crate::backend::Backend;
+use crate::store::{validate_signal_name, Policy, Signal, DEFAULT_TTL};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, found, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
 use baton_core::{name, Duration, Result};
@@ -93,7 +94,7 @@ fn run(cli: SignalCli) -> Result<u8> {
         } => {
             let name = signal_name(&name, canonify)?;
             let site = site.resolve()?;
-            let store = Store::new(&site.state_dir, &site.host);
+            let store = Backend::open(&site)?;
             let run = run.filter(|r| !r.is_empty());
             store.raise(&name, site.clock.now()?, ttl, policy, run.as_deref())?;
             Ok(EXIT_TRUE)
@@ -105,7 +106,7 @@ fn run(cli: SignalCli) -> Result<u8> {
         } => {
             let name = signal_name(&name, canonify)?;
             let site = site.resolve()?;
-            let was = Store::new(&site.state_dir, &site.host).clear(&name, site.clock.now()?)?;
+            let was = Backend::open(&site)?.clear(&name, site.clock.now()?)?;
             Ok(if was { EXIT_TRUE } else { EXIT_FALSE })
         }
         Command::List {
@@ -116,7 +117,7 @@ fn run(cli: SignalCli) -> Result<u8> {
         } => {
             let pattern = regex.as_deref().map(name::whole_name_regex).transpose()?;
             let site = site.resolve()?;
-            let listing = Store::new(&site.state_dir, &site.host).live(site.clock.now()?)?;
+            let listing = Backend::open(&site)?.live(site.clock.now()?)?;
             crate::warn(&listing.problems);
             let shown: Vec<&Signal> = listing
                 .signals

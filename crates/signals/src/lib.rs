@@ -2,16 +2,19 @@
 //! dir; the peer service that serves them to admitted peers, with its access rules and
 //! request authentication; and the `baton-signal` and `baton-serve` command lines.
 //!
-//! Only this crate knows the layout of `STATE_DIR/signals/`.
+//! Only this crate knows the layout of `STATE_DIR/signals/` and of the signals in etcd.
 
 pub mod access;
 pub mod auth;
+pub mod backend;
 pub mod cli;
+pub mod etcd;
 pub mod http;
 pub mod serve;
 pub mod serve_cli;
 pub mod store;
 
+pub use backend::Backend;
 pub use store::{Listing, Policy, Signal, Store, DEFAULT_TTL};
 
 use baton_core::cli::Site;
@@ -20,7 +23,7 @@ use chrono::{DateTime, Utc};
 /// The names of this host's live signals: the `LiveSignals` source of `baton-classes` and
 /// `baton-if`. Unreadable records are warned about on stderr and left out.
 pub fn live_class_names(site: &Site, now: DateTime<Utc>) -> baton_core::Result<Vec<String>> {
-    let listing = Store::new(&site.state_dir, &site.host).live(now)?;
+    let listing = Backend::open(site)?.live(now)?;
     warn(&listing.problems);
     Ok(listing.signals.into_iter().map(|s| s.name).collect())
 }
@@ -31,9 +34,7 @@ pub fn is_live_signal(site: &Site, now: DateTime<Utc>, name: &str) -> baton_core
     if store::validate_signal_name(name).is_err() {
         return Ok(false);
     }
-    Ok(Store::new(&site.state_dir, &site.host)
-        .get(name, now)?
-        .is_some())
+    Ok(Backend::open(site)?.get(name, now)?.is_some())
 }
 
 /// Print each problem as a warning line on stderr.

@@ -95,6 +95,11 @@ fn run(cli: ServeCli) -> Result<u8> {
         return Err(Error::new("--listen and --access are required"));
     };
     let site = cli.site.resolve()?;
+    if site.store.is_some() {
+        return Err(Error::new(
+            "baton-serve serves the state dir; with an etcd store peers read etcd directly (baton-query --store)",
+        ));
+    }
     let verifier = match &cli.keys {
         Some(path) => Some(Verifier::new(
             KeyRing::load(path)?,

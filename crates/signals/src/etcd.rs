@@ -1,0 +1,517 @@
+//! Signals kept in etcd instead of the state dir, through etcd's v3 HTTP/JSON gateway:
+//! one key per signal, `/baton/signals/HOST/NAME`, holding the same record as a file
+//! would, under a lease of the signal's time to live. Expiry is judged from the record
+//! by Baton's clock (so a simulated day works); the lease has etcd drop the key once the
+//! time to live has passed in real time.
+//!
+//! `etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]` (or `etcds://` for TLS, trusting
+//! `BATON_ETCD_CA`, presenting `BATON_ETCD_CERT`/`BATON_ETCD_KEY`). With several
+//! endpoints a request that cannot reach one tries the next; when none answers it is an
+//! error, never "no signal".
+
+use crate::store::{validate_signal_name, Listing, Policy, Signal, RECORD_VERSION};
+use baton_core::{Duration, Error, Result};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+/// Where signals live in etcd.
+pub const PREFIX: &str = "/baton/signals/";
+
+/// A connection to an etcd cluster.
+pub struct Etcd {
+    endpoints: Vec<String>,
+    agent: ureq::Agent,
+    credentials: Option<(String, String)>,
+    token: Mutex<Option<String>>,
+    /// The endpoint that answered last, tried first next time.
+    preferred: Mutex<usize>,
+}
+
+impl std::fmt::Debug for Etcd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Etcd({})", self.endpoints.join(","))
+    }
+}
+
+impl Etcd {
+    /// Parse `etcd://...` or `etcds://...`.
+    pub fn open(url: &str, timeout: std::time::Duration) -> Result<Etcd> {
+        let bad = |why: &str| {
+            Error::new(format!(
+                "invalid store '{url}': {why} (use etcd://HOST:PORT[,HOST:PORT...])"
+            ))
+        };
+        let (tls, rest) = if let Some(r) = url.strip_prefix("etcds://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("etcd://") {
+            (false, r)
+        } else {
+            return Err(bad("unknown scheme"));
+        };
+        let (credentials, hosts) = match rest.rsplit_once('@') {
+            Some((cred, hosts)) => {
+                let (user, pass) = cred
+                    .split_once(':')
+                    .ok_or_else(|| bad("credentials are USER:PASSWORD"))?;
+                (Some((user.to_string(), pass.to_string())), hosts)
+            }
+            None => (None, rest),
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let endpoints: Vec<String> = hosts
+            .trim_end_matches('/')
+            .split(',')
+            .map(|h| {
+                let ok = !h.is_empty()
+                    && h.contains(':')
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+                if ok {
+                    Ok(format!("{scheme}://{h}"))
+                } else {
+                    Err(bad("each endpoint is HOST:PORT"))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let mut builder = ureq::AgentBuilder::new().timeout(timeout).redirects(0);
+        if tls {
+            builder = builder.tls_config(tls_config()?);
+        }
+        Ok(Etcd {
+            endpoints,
+            agent: builder.build(),
+            credentials,
+            token: Mutex::new(None),
+            preferred: Mutex::new(0),
+        })
+    }
+
+    /// POST a gateway call, trying each endpoint from the one that answered last.
+    fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        let start = *self.preferred.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = Vec::new();
+        for i in 0..self.endpoints.len() {
+            let at = (start + i) % self.endpoints.len();
+            let endpoint = &self.endpoints[at];
+            match self.call_one(endpoint, path, body) {
+                Ok(v) => {
+                    *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = at;
+                    return Ok(v);
+                }
+                Err(Failure::Refused(why)) => {
+                    return Err(Error::new(format!("etcd at {endpoint}: {why}")))
+                }
+                Err(Failure::Unreachable(why)) => failures.push(format!("{endpoint}: {why}")),
+            }
+        }
+        Err(Error::new(format!(
+            "no etcd member answered ({})",
+            failures.join("; ")
+        )))
+    }
+
+    fn call_one(
+        &self,
+        endpoint: &str,
+        path: &str,
+        body: &Value,
+    ) -> std::result::Result<Value, Failure> {
+        let token = self.token(endpoint)?;
+        let mut request = self.agent.post(&format!("{endpoint}{path}"));
+        if let Some(t) = &token {
+            request = request.set("Authorization", t);
+        }
+        match request.send_string(&body.to_string()) {
+            Ok(resp) => {
+                let text = resp
+                    .into_string()
+                    .map_err(|e| Failure::Unreachable(e.to_string()))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| Failure::Unreachable(format!("bad answer: {e}")))
+            }
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                let why = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| {
+                        v.get("error")
+                            .or_else(|| v.get("message"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                    .unwrap_or(text);
+                if code >= 500 && !why.contains("permission denied") {
+                    // A member without a leader, or shutting down: another may answer.
+                    Err(Failure::Unreachable(format!("HTTP {code}: {why}")))
+                } else {
+                    Err(Failure::Refused(format!("HTTP {code}: {why}")))
+                }
+            }
+            Err(ureq::Error::Transport(t)) => Err(Failure::Unreachable(transport_reason(&t))),
+        }
+    }
+
+    /// The auth token, fetched once from the first member that answers.
+    fn token(&self, endpoint: &str) -> std::result::Result<Option<String>, Failure> {
+        let Some((user, pass)) = &self.credentials else {
+            return Ok(None);
+        };
+        if let Some(t) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(Some(t));
+        }
+        let resp = self
+            .agent
+            .post(&format!("{endpoint}/v3/auth/authenticate"))
+            .send_string(&json!({"name": user, "password": pass}).to_string());
+        let text = match resp {
+            Ok(r) => r
+                .into_string()
+                .map_err(|e| Failure::Unreachable(e.to_string()))?,
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(Failure::Refused(format!(
+                    "authentication as '{user}' refused (HTTP {code})"
+                )))
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(Failure::Unreachable(transport_reason(&t)))
+            }
+        };
+        let token = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string))
+            .ok_or_else(|| Failure::Refused("no token in the authentication answer".into()))?;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    /// Every key and value under `prefix`.
+    fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, i64)>> {
+        let answer = self.call(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes()))}),
+        )?;
+        Ok(kvs(&answer))
+    }
+
+    fn range_key(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>> {
+        let answer = self.call("/v3/kv/range", &json!({"key": b64(key.as_bytes())}))?;
+        Ok(kvs(&answer).into_iter().next().map(|(_, v, rev)| (v, rev)))
+    }
+
+    fn grant(&self, ttl: Duration) -> Result<String> {
+        let answer = self.call(
+            "/v3/lease/grant",
+            &json!({"TTL": ttl.as_secs().max(1).to_string()}),
+        )?;
+        answer
+            .get("ID")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Error::new("etcd granted no lease"))
+    }
+
+    /// Put `value` at `key` under `lease` if the key's mod revision is still `revision`
+    /// (0: absent). Returns whether it was put.
+    fn put_if(&self, key: &str, value: &[u8], lease: &str, revision: i64) -> Result<bool> {
+        let compare = if revision == 0 {
+            json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+        } else {
+            json!({"key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": revision.to_string()})
+        };
+        let answer = self.call(
+            "/v3/kv/txn",
+            &json!({
+                "compare": [compare],
+                "success": [{"request_put": {"key": b64(key.as_bytes()), "value": b64(value), "lease": lease}}],
+            }),
+        )?;
+        Ok(answer
+            .get("succeeded")
+            .and_then(Value::as_bool)
+            .unwrap_or(false))
+    }
+
+    fn delete(&self, key: &str) -> Result<bool> {
+        let answer = self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
+        Ok(answer
+            .get("deleted")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d != "0"))
+    }
+}
+
+/// A transport failure in a few words (ureq's own text repeats the URL).
+fn transport_reason(t: &ureq::Transport) -> String {
+    let text = t.to_string().to_lowercase();
+    if text.contains("refused") {
+        "connection refused".into()
+    } else if text.contains("timed out") || text.contains("timeout") {
+        "no answer in time".into()
+    } else {
+        t.kind().to_string().to_lowercase()
+    }
+}
+
+enum Failure {
+    /// This member cannot answer now: try another.
+    Unreachable(String),
+    /// The cluster answered no (bad request, permission): trying another will not help.
+    Refused(String),
+}
+
+/// One host's signals in etcd.
+#[derive(Debug)]
+pub struct EtcdStore<'a> {
+    pub etcd: &'a Etcd,
+    pub host: String,
+}
+
+impl EtcdStore<'_> {
+    fn key(&self, name: &str) -> String {
+        format!("{PREFIX}{}/{name}", self.host)
+    }
+
+    /// As `Store::raise`, in etcd: a lease of `ttl`, and a transaction so that two
+    /// writers of a `preserve` signal cannot both win.
+    pub fn raise(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        policy: Policy,
+        run: Option<&str>,
+    ) -> Result<Signal> {
+        validate_signal_name(name)?;
+        if ttl == Duration::ZERO {
+            return Err(Error::new("--ttl must be longer than 0s"));
+        }
+        let key = self.key(name);
+        for _ in 0..10 {
+            let existing = self.etcd.range_key(&key)?;
+            let revision = existing.as_ref().map(|(_, rev)| *rev).unwrap_or(0);
+            if let (Policy::Preserve, Some((bytes, _))) = (policy, &existing) {
+                if let Ok(old) = serde_json::from_slice::<Signal>(bytes) {
+                    if old.is_live(now) {
+                        return Ok(old);
+                    }
+                }
+            }
+            let signal = Signal {
+                version: RECORD_VERSION,
+                name: name.to_string(),
+                host: self.host.clone(),
+                set_at: now,
+                expires_at: now + ttl.chrono(),
+                policy,
+                run: run.map(str::to_string),
+            };
+            let lease = self.etcd.grant(ttl)?;
+            let bytes = serde_json::to_vec(&signal).map_err(|e| Error::new(e.to_string()))?;
+            if self.etcd.put_if(&key, &bytes, &lease, revision)? {
+                return Ok(signal);
+            }
+        }
+        Err(Error::new(format!(
+            "signal {name}: too many concurrent writers in etcd"
+        )))
+    }
+
+    pub fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
+        validate_signal_name(name)?;
+        let was = self.get(name, now)?.is_some();
+        self.etcd.delete(&self.key(name))?;
+        Ok(was)
+    }
+
+    pub fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
+        validate_signal_name(name)?;
+        Ok(self
+            .etcd
+            .range_key(&self.key(name))?
+            .and_then(|(bytes, _)| serde_json::from_slice::<Signal>(&bytes).ok())
+            .filter(|s| s.is_live(now)))
+    }
+
+    pub fn live(&self, now: DateTime<Utc>) -> Result<Listing> {
+        let mut listing = Listing::default();
+        for (key, bytes, _) in self.etcd.range_prefix(&format!("{PREFIX}{}/", self.host))? {
+            match serde_json::from_slice::<Signal>(&bytes) {
+                Ok(s) if s.version == RECORD_VERSION => {
+                    if s.is_live(now) {
+                        listing.signals.push(s);
+                    }
+                }
+                _ => listing
+                    .problems
+                    .push(format!("skipping unreadable record at etcd key {key}")),
+            }
+        }
+        listing.signals.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
+    }
+}
+
+/// The key/value pairs of a range answer, decoded, with their mod revisions.
+fn kvs(answer: &Value) -> Vec<(String, Vec<u8>, i64)> {
+    answer
+        .get("kvs")
+        .and_then(Value::as_array)
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|kv| {
+                    let key = unb64(kv.get("key")?.as_str()?)?;
+                    let value = unb64(kv.get("value").and_then(Value::as_str).unwrap_or(""))?;
+                    let rev = kv
+                        .get("mod_revision")
+                        .and_then(Value::as_str)
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    Some((String::from_utf8_lossy(&key).into_owned(), value, rev))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The end of the range of keys that start with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding, as etcd's gateway encodes bytes.
+pub fn b64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn unb64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|b| *b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// TLS for `etcds://`: the CA in BATON_ETCD_CA (else the usual roots), and the client
+/// certificate and key in BATON_ETCD_CERT and BATON_ETCD_KEY if given.
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io("read", p, e));
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(format!("TLS setup: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = var("BATON_ETCD_CA") {
+        for cert in rustls_pemfile::certs(&mut read(&ca)?.as_slice()) {
+            let cert = cert.map_err(|e| Error::new(format!("{}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::new(format!("{}: {e}", ca.display())))?;
+        }
+    }
+    let builder = builder.with_root_certificates(roots);
+    let config = match (var("BATON_ETCD_CERT"), var("BATON_ETCD_KEY")) {
+        (Some(cert), Some(key)) => {
+            let certs = rustls_pemfile::certs(&mut read(&cert)?.as_slice())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::new(format!("{}: {e}", cert.display())))?;
+            let key_der = rustls_pemfile::private_key(&mut read(&key)?.as_slice())
+                .map_err(|e| Error::new(format!("{}: {e}", key.display())))?
+                .ok_or_else(|| Error::new(format!("{}: no private key", key.display())))?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| Error::new(format!("client certificate: {e}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(std::sync::Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips() {
+        for s in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "/baton/signals/host1/did",
+        ] {
+            assert_eq!(unb64(&b64(s.as_bytes())).unwrap(), s.as_bytes());
+        }
+        assert_eq!(b64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(b64(b"fo"), "Zm8=");
+        assert!(unb64("!!").is_none());
+    }
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(&[0x61, 0xff]), vec![0x62]);
+    }
+
+    #[test]
+    fn urls() {
+        let t = std::time::Duration::from_secs(1);
+        let e = Etcd::open("etcd://127.0.0.1:2379,127.0.0.2:2379", t).unwrap();
+        assert_eq!(
+            e.endpoints,
+            ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]
+        );
+        let e = Etcd::open("etcd://u:p@h:1", t).unwrap();
+        assert_eq!(e.credentials, Some(("u".into(), "p".into())));
+        for bad in [
+            "http://h:1",
+            "etcd://",
+            "etcd://h",
+            "etcd://u@h:1",
+            "etcd://h:1,,h:2",
+            "etcd://h h:1",
+        ] {
+            assert!(Etcd::open(bad, t).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Signals in etcd (`--store`, `BATON_STORE`): the seed's workflows with the same crontab
+//! lines as on the file store, a member lost mid-workflow, and every member down.
+
+use crate::util::cluster::Cluster;
+use crate::util::etcd::EtcdCluster;
+use crate::util::{baton, Host};
+
+fn day(hhmm: &str) -> String {
+    format!("2012-01-24T{hhmm}:00Z")
+}
+
+#[test]
+fn signals_live_in_etcd_with_both_policies() {
+    let etcd = EtcdCluster::start(1);
+    let h = Host::new("host1");
+    let at = |t: &str| h.at("baton-signal", &day(t)).env("BATON_STORE", etcd.url());
+    at("16:47").args(["raise", "did_my_job"]).run().status(0);
+    at("16:50")
+        .args(["list"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job 2012-01-24T16:47:00Z 2012-01-24T16:57:00Z\n");
+    at("16:57").args(["list"]).run().status(1);
+    at("16:47")
+        .args(["raise", "p", "--ttl", "1h", "--policy", "preserve"])
+        .run()
+        .status(0);
+    at("17:00")
+        .args(["raise", "p", "--ttl", "1h", "--policy", "preserve"])
+        .run()
+        .status(0);
+    at("17:01")
+        .args(["list", "p"])
+        .run()
+        .stdout_is("p 2012-01-24T16:47:00Z 2012-01-24T17:47:00Z\n");
+    at("17:01").args(["clear", "p"]).run().status(0);
+    at("17:01").args(["list"]).run().status(1);
+    // Nothing was written to the state dir.
+    assert!(!h.state().join("signals").exists());
+    // baton-if and baton-run read and write the same store.
+    h.at("baton-run", &day("16:00"))
+        .env("BATON_STORE", etcd.url())
+        .args(["--on-repaired", "ran", "--", "true"])
+        .run()
+        .status(0);
+    h.at("baton-if", &day("16:05"))
+        .env("BATON_STORE", etcd.url())
+        .arg("host1.ran")
+        .run()
+        .status(0);
+    // Another host's signals are read from etcd directly, by name.
+    baton("baton-query")
+        .env("BATON_NOW", day("16:05"))
+        .env("BATON_STORE", etcd.url())
+        .args(["--prefix", "{host}", "host1", "ran"])
+        .run()
+        .status(0)
+        .stdout_is("host1_ran\n");
+}
+
+#[test]
+fn the_seed_sequence_and_and_fan_in_run_unchanged_on_etcd() {
+    let etcd = EtcdCluster::start(1);
+    let mut c = Cluster::from_guide("signalled", &["Host1", "Host2"]);
+    c.use_store(&etcd.url());
+    c.run(&day("16:00"), &day("17:30"));
+    assert_eq!(c.runs("Host2", "do_my_job_bundle"), [day("16:45")]);
+    assert_eq!(c.mail("Host2"), "");
+
+    let mut c = Cluster::from_guide("aggregate", &["Host2", "Host3", "Host4", "Host5"]);
+    c.use_store(&etcd.url());
+    c.fail("Host3", "my_job", "always");
+    c.run(&day("15:50"), &day("17:00"));
+    assert!(c.runs("Host5", "all_of_them").is_empty());
+    assert_eq!(c.runs("Host5", "any_of_them"), [day("16:00")]);
+    assert_eq!(c.runs("Host5", "two_of_three"), [day("16:00")]);
+}
+
+#[test]
+fn waiting_works_on_etcd() {
+    let etcd = EtcdCluster::start(1);
+    let mut c = Cluster::from_guide("waiting", &["Host1", "Host2"]);
+    c.use_store(&etcd.url());
+    c.background("--wait");
+    c.fail("Host1", "my_job", "12");
+    c.run(&day("16:00"), &day("17:30"));
+    let ended = c.finish_background();
+    assert_eq!(c.runs("Host1", "my_job"), [day("17:00")]);
+    let followed = c.runs("Host2", "do_my_job_bundle");
+    assert_eq!(followed.len(), 1, "{followed:?}");
+    assert!(
+        [day("17:00"), day("17:05"), day("17:10")].contains(&followed[0]),
+        "{followed:?}"
+    );
+    assert_eq!(ended, [("Host2".to_string(), 0)]);
+}
+
+#[test]
+fn losing_one_member_of_three_mid_workflow_loses_nothing() {
+    let mut etcd = EtcdCluster::start(3);
+    let mut c = Cluster::from_guide("regular", &["Host1", "Host2"]);
+    c.use_store(&etcd.url());
+    c.run(&day("15:30"), &day("16:00"));
+    assert_eq!(c.runs("Host1", "my_job"), [day("16:00")]);
+    // The member every client tries first dies.
+    etcd.kill(0);
+    c.run(&day("16:05"), &day("18:00"));
+    c.run("2012-01-25T15:30:00Z", "2012-01-25T16:30:00Z");
+    assert_eq!(
+        c.runs("Host1", "my_job"),
+        [day("16:00"), "2012-01-25T16:00:00Z".to_string()]
+    );
+    assert_eq!(
+        c.runs("Host2", "do_my_job_bundle"),
+        [day("16:00"), "2012-01-25T16:00:00Z".to_string()]
+    );
+    assert_eq!(c.mail("Host1"), "");
+    assert_eq!(c.mail("Host2"), "");
+}
+
+#[test]
+fn every_member_down_is_an_error_never_a_no() {
+    let mut etcd = EtcdCluster::start(1);
+    let url = etcd.url();
+    etcd.kill(0);
+    let h = Host::new("host1");
+    h.at("baton-signal", &day("16:00"))
+        .env("BATON_STORE", &url)
+        .args(["raise", "x"])
+        .run()
+        .error("baton-signal", "no etcd member answered");
+    h.at("baton-if", &day("16:00"))
+        .env("BATON_STORE", &url)
+        .arg("host1.x")
+        .run()
+        .error("baton-if", "no etcd member answered");
+    baton("baton-query")
+        .env("BATON_NOW", day("16:00"))
+        .env("BATON_STORE", &url)
+        .args(["host1", "x"])
+        .run()
+        .error("baton-query", "cannot ask host1: no etcd member answered");
+    h.at("baton-signal", &day("16:00"))
+        .env("BATON_STORE", "etcd://nonsense")
+        .args(["list"])
+        .run()
+        .error("baton-signal", "invalid store");
+}

@@ -1,0 +1,118 @@
+//! Real etcd members on loopback for the etcd-store tests (Debian's etcd-server; .ci/run
+//! installs it). Each member gets free ports and its own data dir; all are killed when
+//! the cluster is dropped.
+
+use super::TestDir;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct EtcdCluster {
+    pub dir: TestDir,
+    pub members: Vec<Option<Child>>,
+    pub client_addrs: Vec<String>,
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn healthy(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.contains("\"health\":\"true\"")
+}
+
+impl EtcdCluster {
+    /// Start `n` members on 127.0.0.(40+i) and wait (bounded) until all are healthy.
+    pub fn start(n: usize) -> EtcdCluster {
+        assert!(
+            Command::new("etcd")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "etcd is not installed: apt-get install etcd-server (.ci/run does)"
+        );
+        let dir = TestDir::new("etcd");
+        let ips: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", 40 + i)).collect();
+        let peers: Vec<String> = ips
+            .iter()
+            .map(|ip| format!("http://{ip}:{}", free_port(ip)))
+            .collect();
+        let clients: Vec<String> = ips
+            .iter()
+            .map(|ip| format!("{ip}:{}", free_port(ip)))
+            .collect();
+        let initial: Vec<String> = (0..n).map(|i| format!("m{i}={}", peers[i])).collect();
+        let members = (0..n)
+            .map(|i| {
+                let child = Command::new("etcd")
+                    .args(["--name", &format!("m{i}")])
+                    .arg("--data-dir")
+                    .arg(dir.join(format!("m{i}")))
+                    .args(["--listen-client-urls", &format!("http://{}", clients[i])])
+                    .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
+                    .args(["--listen-peer-urls", &peers[i]])
+                    .args(["--initial-advertise-peer-urls", &peers[i]])
+                    .args(["--initial-cluster", &initial.join(",")])
+                    .args([
+                        "--initial-cluster-state",
+                        "new",
+                        "--initial-cluster-token",
+                        "baton-test",
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(dir.join(format!("m{i}.log"))).unwrap())
+                    .spawn()
+                    .unwrap();
+                Some(child)
+            })
+            .collect();
+        let cluster = EtcdCluster {
+            dir,
+            members,
+            client_addrs: clients,
+        };
+        for addr in &cluster.client_addrs {
+            super::wait_until(
+                &format!("etcd at {addr} to be healthy"),
+                Duration::from_secs(60),
+                || healthy(addr),
+            );
+        }
+        cluster
+    }
+
+    /// The store URL naming every member.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.client_addrs.join(","))
+    }
+
+    /// Kill member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
