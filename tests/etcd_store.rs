@@ -146,3 +146,77 @@ fn every_member_down_is_an_error_never_a_no() {
         .run()
         .error("baton-signal", "invalid store");
 }
+
+#[test]
+fn wait_on_etcd_wakes_on_the_write_not_the_next_poll() {
+    let etcd = EtcdCluster::start(1);
+    let h = Host::new("host1");
+    // Real clock: a ten-minute interval would outlast this test's bound if the query
+    // polled; etcd's watch wakes it when the signal is written.
+    let mut cmd = std::process::Command::new(crate::util::bin("baton-query"));
+    crate::util::without_baton_env(&mut cmd);
+    let mut waiting = cmd
+        .args([
+            "--wait",
+            "20m",
+            "--interval",
+            "10m",
+            "--store",
+            &etcd.url(),
+            "host1",
+            "did_my_job",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it make its first read and start watching.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut raise = std::process::Command::new(crate::util::bin("baton-signal"));
+    crate::util::without_baton_env(&mut raise);
+    let ok = raise
+        .args([
+            "raise",
+            "did_my_job",
+            "--host",
+            "host1",
+            "--store",
+            &etcd.url(),
+            "--state-dir",
+        ])
+        .arg(h.state())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    crate::util::wait_child(
+        &mut waiting,
+        std::time::Duration::from_secs(60),
+        "baton-query --wait",
+    );
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "did_my_job\n");
+}
+
+#[test]
+fn once_per_records_live_in_etcd_too() {
+    let etcd = EtcdCluster::start(1);
+    let mut c = Cluster::from_guide("healing", &["Host1", "Host2"]);
+    c.use_store(&etcd.url());
+    c.fail("Host1", "my_job", "2");
+    c.run(&day("15:30"), &day("19:00"));
+    assert_eq!(c.runs("Host1", "my_job"), [day("16:10")]);
+    assert_eq!(
+        c.runs("Host2", "do_my_job_bundle"),
+        [day("16:10")],
+        "once for that success"
+    );
+    // The key is in etcd, not in the job's local state.
+    let jobs = c.host("Host2").host.state().join("jobs");
+    let state = std::fs::read_dir(&jobs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(state.contains("\"once_per\":[]"), "{state}");
+}

@@ -146,6 +146,9 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     if cli.timeout == Some(Duration::ZERO) {
         return Err(Error::new("--timeout must be longer than 0s"));
     }
+    if cli.once_per.as_deref().is_some_and(|k| k.len() > 1024) {
+        return Err(Error::new("--once-per KEY is longer than 1024 bytes"));
+    }
     if cli.once_per.as_deref().is_some_and(|k| k.trim().is_empty()) {
         return Err(Error::new(
             "--once-per KEY is empty (did the command that computes it fail?)",

@@ -98,7 +98,8 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
         }
         state.running = None;
     }
-    if let Some(why) = skip_reason(spec, &state, now) {
+    let backend = Backend::open(site)?;
+    if let Some(why) = skip_reason(spec, &state, &backend, &site.host, now)? {
         return finish_not_run(spec, site, &paths, now, Outcome::Skipped, why, alerts);
     }
 
@@ -142,7 +143,10 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
     state.last_outcome = Some(outcome.as_str().to_string());
     if outcome == Outcome::Repaired {
         if let Some(key) = &spec.once_per {
-            state.remember_key(key);
+            match &backend {
+                Backend::Files(_) => state.remember_key(key),
+                Backend::Etcd(etcd, host) => etcd.remember_once_per(host, &spec.job, key)?,
+            }
         }
     }
     state.save(&paths)?;
@@ -268,25 +272,37 @@ fn take_over(
     Ok(Some(lock))
 }
 
-fn skip_reason(spec: &RunSpec, state: &JobState, now: DateTime<Utc>) -> Option<String> {
+/// Why this tick must not run the job, if it must not. `--once-per` keys live with the
+/// signals: in the job's state beside a file store, in etcd beside an etcd store.
+fn skip_reason(
+    spec: &RunSpec,
+    state: &JobState,
+    backend: &Backend,
+    host: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
     if let (Some(limit), Some(last)) = (spec.ifelapsed, state.last_start) {
         if now < last + limit.chrono() {
             let ago = Duration::from_secs((now - last).num_seconds().max(0) as u64);
-            return Some(format!(
+            return Ok(Some(format!(
                 "skipped {}: last started {ago} ago, --ifelapsed {limit}",
                 spec.job
-            ));
+            )));
         }
     }
     if let Some(key) = &spec.once_per {
-        if state.once_per.iter().any(|k| k == key) {
-            return Some(format!(
+        let seen = match backend {
+            Backend::Files(_) => state.once_per.iter().any(|k| k == key),
+            Backend::Etcd(etcd, _) => etcd.seen_once_per(host, &spec.job, key)?,
+        };
+        if seen {
+            return Ok(Some(format!(
                 "skipped {}: already succeeded for --once-per '{key}'",
                 spec.job
-            ));
+            )));
         }
     }
-    None
+    Ok(None)
 }
 
 /// A tick that did not run the command: signals for skips, a history record, a notice.

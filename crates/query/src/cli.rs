@@ -200,7 +200,19 @@ fn run(cli: QueryCli) -> Result<u8> {
         let done = hosts_matched >= cli.min;
         match &deadline {
             Some(d) if !done && !d.passed(&clock)? => {
-                clock.sleep(pause.min(d.remaining()))?;
+                let pause_now = pause.min(d.remaining());
+                match (&etcd, &clock) {
+                    // On etcd with the real clock, wake when a signal is written.
+                    (Some(etcd), Clock::System) => {
+                        if etcd
+                            .watch_prefix(baton_signals::etcd::PREFIX, pause_now)
+                            .is_err()
+                        {
+                            clock.sleep(pause_now)?;
+                        }
+                    }
+                    _ => clock.sleep(pause_now)?,
+                }
                 if !failures.is_empty() {
                     pause = (pause * 2).min(cli.interval.std() * 4);
                 }

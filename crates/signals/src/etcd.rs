@@ -13,6 +13,7 @@ use crate::store::{validate_signal_name, Listing, Policy, Signal, RECORD_VERSION
 use baton_core::{Duration, Error, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use std::io::Read;
 use std::sync::Mutex;
 
 /// Where signals live in etcd.
@@ -26,6 +27,10 @@ pub struct Etcd {
     token: Mutex<Option<String>>,
     /// The endpoint that answered last, tried first next time.
     preferred: Mutex<usize>,
+    /// The newest store revision an answer has shown: a watch starts just after it, so
+    /// nothing written since the last read is missed.
+    revision: Mutex<i64>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -74,16 +79,15 @@ impl Etcd {
                 }
             })
             .collect::<Result<_>>()?;
-        let mut builder = ureq::AgentBuilder::new().timeout(timeout).redirects(0);
-        if tls {
-            builder = builder.tls_config(tls_config()?);
-        }
+        let tls = if tls { Some(tls_config()?) } else { None };
         Ok(Etcd {
             endpoints,
-            agent: builder.build(),
+            agent: agent(timeout, &tls),
             credentials,
             token: Mutex::new(None),
             preferred: Mutex::new(0),
+            revision: Mutex::new(0),
+            tls,
         })
     }
 
@@ -97,6 +101,14 @@ impl Etcd {
             match self.call_one(endpoint, path, body) {
                 Ok(v) => {
                     *self.preferred.lock().unwrap_or_else(|p| p.into_inner()) = at;
+                    let rev = v
+                        .pointer("/header/revision")
+                        .and_then(Value::as_str)
+                        .and_then(|r| r.parse().ok());
+                    if let Some(rev) = rev {
+                        let mut seen = self.revision.lock().unwrap_or_else(|p| p.into_inner());
+                        *seen = (*seen).max(rev);
+                    }
                     return Ok(v);
                 }
                 Err(Failure::Refused(why)) => {
@@ -185,6 +197,51 @@ impl Etcd {
         Ok(Some(token))
     }
 
+    /// Wait until a key under `prefix` changes after the last revision read, or `limit`
+    /// passes: etcd's watch, so a waiting `baton-query` wakes as soon as a signal is
+    /// raised instead of at its next poll. Returns whether something changed.
+    pub fn watch_prefix(&self, prefix: &str, limit: std::time::Duration) -> Result<bool> {
+        use std::io::BufRead;
+        let start = *self.revision.lock().unwrap_or_else(|p| p.into_inner()) + 1;
+        let at = *self.preferred.lock().unwrap_or_else(|p| p.into_inner());
+        let endpoint = &self.endpoints[at % self.endpoints.len()];
+        let token = self.token(endpoint).map_err(|f| match f {
+            Failure::Refused(w) | Failure::Unreachable(w) => {
+                Error::new(format!("etcd at {endpoint}: {w}"))
+            }
+        })?;
+        let body = json!({"create_request": {
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&prefix_end(prefix.as_bytes())),
+            "start_revision": start.to_string(),
+        }});
+        let mut request = agent(limit, &self.tls).post(&format!("{endpoint}/v3/watch"));
+        if let Some(t) = &token {
+            request = request.set("Authorization", t);
+        }
+        let response = match request.send_string(&body.to_string()) {
+            Ok(r) => r,
+            Err(ureq::Error::Transport(t)) if transport_reason(&t) == "no answer in time" => {
+                return Ok(false)
+            }
+            Err(e) => return Err(Error::new(format!("etcd watch at {endpoint}: {e}"))),
+        };
+        let reader = std::io::BufReader::new(response.into_reader().take(16 * 1024 * 1024));
+        for line in reader.lines() {
+            let Ok(line) = line else { return Ok(false) }; // the time limit ended the stream
+            let event = serde_json::from_str::<Value>(&line).ok();
+            let changed = event
+                .as_ref()
+                .and_then(|v| v.pointer("/result/events"))
+                .and_then(Value::as_array)
+                .is_some_and(|e| !e.is_empty());
+            if changed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Every key and value under `prefix`.
     fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>, i64)>> {
         let answer = self.call(
@@ -241,6 +298,17 @@ impl Etcd {
     }
 }
 
+fn agent(
+    timeout: std::time::Duration,
+    tls: &Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> ureq::Agent {
+    let mut builder = ureq::AgentBuilder::new().timeout(timeout).redirects(0);
+    if let Some(config) = tls {
+        builder = builder.tls_config(std::sync::Arc::clone(config));
+    }
+    builder.build()
+}
+
 /// A transport failure in a few words (ureq's own text repeats the URL).
 fn transport_reason(t: &ureq::Transport) -> String {
     let text = t.to_string().to_lowercase();
@@ -250,6 +318,35 @@ fn transport_reason(t: &ureq::Transport) -> String {
         "no answer in time".into()
     } else {
         t.kind().to_string().to_lowercase()
+    }
+}
+
+/// How long etcd remembers that a `--once-per` key succeeded.
+pub const ONCE_PER_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+impl Etcd {
+    fn once_per_key(host: &str, job: &str, key: &str) -> String {
+        // The key is the user's text (a time, say): hex keeps it one path segment.
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("/baton/once-per/{host}/{job}/{hex}")
+    }
+
+    /// Whether a run of `job` on `host` already succeeded for `key`.
+    pub fn seen_once_per(&self, host: &str, job: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .range_key(&Self::once_per_key(host, job, key))?
+            .is_some())
+    }
+
+    /// Remember that a run of `job` on `host` succeeded for `key` (for 30 days).
+    pub fn remember_once_per(&self, host: &str, job: &str, key: &str) -> Result<()> {
+        let lease = self.grant(ONCE_PER_TTL)?;
+        let k = Self::once_per_key(host, job, key);
+        self.call(
+            "/v3/kv/put",
+            &json!({"key": b64(k.as_bytes()), "value": b64(key.as_bytes()), "lease": lease}),
+        )?;
+        Ok(())
     }
 }
 
