@@ -20,7 +20,7 @@ need() {
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 }
-need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3 openssl:openssl /usr/bin/time:time
+need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3 openssl:openssl /usr/bin/time:time etcd:etcd-server
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/baton-bench.XXXXXX")
 pids=
@@ -172,6 +172,32 @@ for n in 10 1000 100000; do
   rm -rf "$work/store$n"
 done
 
+# 6. The etcd store beside the file store and HTTP peers: raise, and one query.
+echo "bench: etcd store" >&2
+eport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+etcd --name b --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$eport" \
+  --advertise-client-urls "http://127.0.0.1:$eport" --listen-peer-urls "http://127.0.0.1:$pport" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$pport" --initial-cluster "b=http://127.0.0.1:$pport" \
+  > "$work/etcd.log" 2>&1 &
+pids="$pids $!"
+store="etcd://127.0.0.1:$eport"
+n=0; until "$dir/baton-signal" raise did_my_job --host host1 --store "$store" 2>/dev/null; do
+  n=$((n + 1)); [ $n -le 100 ] || { echo "bench: etcd did not start" >&2; cat "$work/etcd.log" >&2; exit 1; }
+  sleep 0.1
+done
+mkdir -p "$work/files"
+populate "$work/files" 1
+echo 'allow .* 127.0.0.1' > "$work/files.access"
+serve "$work/files" "$work/files.access" 127.0.0.1
+faddr=$(address "$work/files")
+hyperfine -N --warmup 5 --runs 100 --export-json "$work/etcd.json" \
+  -n raise-files "$dir/baton-signal raise x --host host1 --state-dir $work/files" \
+  -n raise-etcd "$dir/baton-signal raise x --host host1 --store $store" \
+  -n query-http "$dir/baton-query $faddr did.*" \
+  -n query-etcd "$dir/baton-query --store $store host1 did.*" >/dev/null 2>&1 || true
+stop_all
+
 python3 - "$work" "$out/bench.json" <<'PY'
 import json, os, platform, re, sys
 work, dest = sys.argv[1], sys.argv[2]
@@ -230,6 +256,11 @@ for n in (10, 1000, 100000):
     for op in ("raise", "list", "if"):
         if op in s:
             show(f"store, {n} signals: {'baton-signal ' + op if op != 'if' else 'baton-if did_7'}", ms(s[op]))
+e = load("etcd.json")
+if "raise-files" in e and "raise-etcd" in e:
+    show("raise a signal: etcd store vs state dir", ms(e["raise-etcd"]), ms(e["raise-files"]), note="ratio < 1: the file store is faster")
+if "query-http" in e and "query-etcd" in e:
+    show("one query: etcd store vs HTTP peer", ms(e["query-etcd"]), ms(e["query-http"]), note="whole-process baton-query")
 json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "rows": rows}, open(dest, "w"), indent=1)
 print(f"\nratio: how many times better Baton is (reference / Baton for times). JSON: {dest}")
 PY

@@ -220,3 +220,113 @@ fn once_per_records_live_in_etcd_too() {
         .collect::<String>();
     assert!(state.contains("\"once_per\":[]"), "{state}");
 }
+
+/// etcdctl against the cluster, as its root user once auth is on.
+fn etcdctl(etcd: &EtcdCluster, args: &[&str]) {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &etcd.client_addrs[0]])
+        .args(args)
+        .output()
+        .expect("etcdctl is installed (etcd-client; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn each_host_writes_only_its_own_prefix_with_etcd_auth() {
+    let etcd = EtcdCluster::start(1);
+    let root = ["--user", "root:rootpw"];
+    etcdctl(&etcd, &["user", "add", "root:rootpw"]);
+    etcdctl(&etcd, &["auth", "enable"]);
+    for (host, reads) in [("host1", None), ("host2", Some("host1"))] {
+        etcdctl(&etcd, &[&root[..], &["role", "add", host]].concat());
+        for prefix in [
+            format!("/baton/signals/{host}/"),
+            format!("/baton/once-per/{host}/"),
+        ] {
+            etcdctl(
+                &etcd,
+                &[
+                    &root[..],
+                    &[
+                        "role",
+                        "grant-permission",
+                        host,
+                        "readwrite",
+                        &prefix,
+                        "--prefix=true",
+                    ],
+                ]
+                .concat(),
+            );
+        }
+        if let Some(other) = reads {
+            let prefix = format!("/baton/signals/{other}/");
+            etcdctl(
+                &etcd,
+                &[
+                    &root[..],
+                    &[
+                        "role",
+                        "grant-permission",
+                        host,
+                        "read",
+                        &prefix,
+                        "--prefix=true",
+                    ],
+                ]
+                .concat(),
+            );
+        }
+        etcdctl(
+            &etcd,
+            &[&root[..], &["user", "add", &format!("{host}:{host}pw")]].concat(),
+        );
+        etcdctl(
+            &etcd,
+            &[&root[..], &["user", "grant-role", host, host]].concat(),
+        );
+    }
+    let url = |user: &str| format!("etcd://{user}:{user}pw@{}", etcd.client_addrs[0]);
+    let h1 = Host::new("host1");
+    h1.at("baton-signal", &day("16:00"))
+        .env("BATON_STORE", url("host1"))
+        .args(["raise", "did_my_job"])
+        .run()
+        .status(0);
+    // host2 reads host1's signals...
+    baton("baton-query")
+        .env("BATON_NOW", day("16:01"))
+        .env("BATON_STORE", url("host2"))
+        .args(["host1", "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_my_job\n");
+    // ...but cannot write them, nor read a host it is not admitted to.
+    let h2_as_host1 = Host::new("host1");
+    h2_as_host1
+        .at("baton-signal", &day("16:01"))
+        .env("BATON_STORE", url("host2"))
+        .args(["raise", "forged"])
+        .run()
+        .error("baton-signal", "permission denied");
+    baton("baton-query")
+        .env("BATON_NOW", day("16:01"))
+        .env("BATON_STORE", url("host1"))
+        .args(["host2", "did.*"])
+        .run()
+        .error("baton-query", "permission denied");
+    // A wrong password is refused, clearly.
+    h1.at("baton-signal", &day("16:01"))
+        .env(
+            "BATON_STORE",
+            format!("etcd://host1:wrong@{}", etcd.client_addrs[0]),
+        )
+        .args(["list"])
+        .run()
+        .error("baton-signal", "authentication as 'host1' refused");
+}

@@ -111,6 +111,15 @@ impl Etcd {
                     }
                     return Ok(v);
                 }
+                // Tokens expire after a while idle (a long --wait): authenticate again once.
+                Err(Failure::Refused(why))
+                    if why.contains("invalid auth token") && self.credentials.is_some() =>
+                {
+                    *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    return self
+                        .call_one(endpoint, path, body)
+                        .map_err(|_| Error::new(format!("etcd at {endpoint}: {why}")));
+                }
                 Err(Failure::Refused(why)) => {
                     return Err(Error::new(format!("etcd at {endpoint}: {why}")))
                 }
@@ -143,7 +152,11 @@ impl Etcd {
                     .map_err(|e| Failure::Unreachable(format!("bad answer: {e}")))
             }
             Err(ureq::Error::Status(code, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
+                // The gateway ends its answers with gRPC trailers that the reader may
+                // trip on after the JSON: keep what was read.
+                let mut bytes = Vec::new();
+                let _ = resp.into_reader().take(64 * 1024).read_to_end(&mut bytes);
+                let text = String::from_utf8_lossy(&bytes).into_owned();
                 let why = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| {
@@ -152,7 +165,11 @@ impl Etcd {
                             .and_then(Value::as_str)
                             .map(str::to_string)
                     })
-                    .unwrap_or(text);
+                    .unwrap_or_else(|| match code {
+                        401 => "etcdserver: invalid auth token".to_string(),
+                        403 => "etcdserver: permission denied".to_string(),
+                        _ => text,
+                    });
                 if code >= 500 && !why.contains("permission denied") {
                     // A member without a leader, or shutting down: another may answer.
                     Err(Failure::Unreachable(format!("HTTP {code}: {why}")))
