@@ -330,3 +330,127 @@ fn each_host_writes_only_its_own_prefix_with_etcd_auth() {
         .run()
         .error("baton-signal", "authentication as 'host1' refused");
 }
+
+/// A CA, a server certificate for 127.0.0.40 and a client certificate, by openssl.
+fn etcd_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed (.ci/run installs it)");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &[
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=etcd test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ][..],
+        &ec,
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.40\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        run(&[
+            &[
+                "req",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ][..],
+            &ec,
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            &crt,
+        ]);
+    }
+}
+
+#[test]
+fn etcds_with_a_ca_and_a_client_certificate() {
+    let certs = crate::util::TestDir::new("etcd-tls");
+    etcd_certificates(&certs.path);
+    let etcd = EtcdCluster::start_tls((
+        &certs.join("ca.crt"),
+        &certs.join("server.crt"),
+        &certs.join("server.key"),
+    ));
+    let url = format!("etcds://{}", etcd.client_addrs[0]);
+    let h = Host::new("host1");
+    let signal = |args: &[&str]| {
+        h.at("baton-signal", &day("16:00"))
+            .env("BATON_STORE", &url)
+            .env("BATON_ETCD_CA", certs.join("ca.crt"))
+            .env("BATON_ETCD_CERT", certs.join("client.crt"))
+            .env("BATON_ETCD_KEY", certs.join("client.key"))
+            .args(args)
+            .run()
+    };
+    crate::util::wait_until(
+        "etcd to answer over TLS",
+        std::time::Duration::from_secs(30),
+        || signal(&["raise", "did_my_job"]).code() == 0,
+    );
+    signal(&["list", "--names"])
+        .status(0)
+        .stdout_is("did_my_job\n");
+    // Without the client certificate, or without trusting the CA: an error, not "none".
+    h.at("baton-signal", &day("16:00"))
+        .env("BATON_STORE", &url)
+        .env("BATON_ETCD_CA", certs.join("ca.crt"))
+        .args(["list"])
+        .run()
+        .status(2)
+        .says("baton-signal", "no etcd member answered");
+    h.at("baton-signal", &day("16:00"))
+        .env("BATON_STORE", &url)
+        .args(["list"])
+        .run()
+        .status(2)
+        .says("baton-signal", "no etcd member answered");
+}

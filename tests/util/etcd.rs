@@ -36,6 +36,19 @@ fn healthy(addr: &str) -> bool {
 impl EtcdCluster {
     /// Start `n` members on 127.0.0.(40+i) and wait (bounded) until all are healthy.
     pub fn start(n: usize) -> EtcdCluster {
+        EtcdCluster::start_with(n, None)
+    }
+
+    /// One member serving clients over TLS, requiring a client certificate: `tls` is
+    /// (CA, server certificate, server key) for 127.0.0.40.
+    pub fn start_tls(tls: (&std::path::Path, &std::path::Path, &std::path::Path)) -> EtcdCluster {
+        EtcdCluster::start_with(1, Some(tls))
+    }
+
+    fn start_with(
+        n: usize,
+        tls: Option<(&std::path::Path, &std::path::Path, &std::path::Path)>,
+    ) -> EtcdCluster {
         assert!(
             Command::new("etcd")
                 .arg("--version")
@@ -55,14 +68,31 @@ impl EtcdCluster {
             .map(|ip| format!("{ip}:{}", free_port(ip)))
             .collect();
         let initial: Vec<String> = (0..n).map(|i| format!("m{i}={}", peers[i])).collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let members = (0..n)
             .map(|i| {
-                let child = Command::new("etcd")
+                let mut cmd = Command::new("etcd");
+                if let Some((ca, cert, key)) = tls {
+                    cmd.arg("--trusted-ca-file")
+                        .arg(ca)
+                        .arg("--cert-file")
+                        .arg(cert)
+                        .arg("--key-file")
+                        .arg(key);
+                    cmd.arg("--client-cert-auth");
+                }
+                let child = cmd
                     .args(["--name", &format!("m{i}")])
                     .arg("--data-dir")
                     .arg(dir.join(format!("m{i}")))
-                    .args(["--listen-client-urls", &format!("http://{}", clients[i])])
-                    .args(["--advertise-client-urls", &format!("http://{}", clients[i])])
+                    .args([
+                        "--listen-client-urls",
+                        &format!("{scheme}://{}", clients[i]),
+                    ])
+                    .args([
+                        "--advertise-client-urls",
+                        &format!("{scheme}://{}", clients[i]),
+                    ])
                     .args(["--listen-peer-urls", &peers[i]])
                     .args(["--initial-advertise-peer-urls", &peers[i]])
                     .args(["--initial-cluster", &initial.join(",")])
@@ -85,12 +115,22 @@ impl EtcdCluster {
             members,
             client_addrs: clients,
         };
-        for addr in &cluster.client_addrs {
-            super::wait_until(
-                &format!("etcd at {addr} to be healthy"),
-                Duration::from_secs(60),
-                || healthy(addr),
-            );
+        for (i, addr) in cluster.client_addrs.iter().enumerate() {
+            // Over TLS the port opening is the sign of life; the test then retries its
+            // first request until the member answers.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !match tls {
+                None => healthy(addr),
+                Some(_) => TcpStream::connect(addr).is_ok(),
+            } {
+                let log = std::fs::read_to_string(cluster.dir.join(format!("m{i}.log")))
+                    .unwrap_or_default();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "etcd at {addr} did not become healthy:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         cluster
     }
