@@ -396,10 +396,7 @@ impl EtcdStore<'_> {
         policy: Policy,
         run: Option<&str>,
     ) -> Result<Signal> {
-        validate_signal_name(name)?;
-        if ttl == Duration::ZERO {
-            return Err(Error::new("--ttl must be longer than 0s"));
-        }
+        let signal = Signal::raised(name, &self.host, now, ttl, policy, run)?;
         let key = self.key(name);
         for _ in 0..10 {
             let existing = self.etcd.range_key(&key)?;
@@ -411,15 +408,6 @@ impl EtcdStore<'_> {
                     }
                 }
             }
-            let signal = Signal {
-                version: RECORD_VERSION,
-                name: name.to_string(),
-                host: self.host.clone(),
-                set_at: now,
-                expires_at: now + ttl.chrono(),
-                policy,
-                run: run.map(str::to_string),
-            };
             let lease = self.etcd.grant(ttl)?;
             let bytes = serde_json::to_vec(&signal).map_err(|e| Error::new(e.to_string()))?;
             if self.etcd.put_if(&key, &bytes, &lease, revision)? {

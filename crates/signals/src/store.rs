@@ -50,6 +50,31 @@ pub struct Signal {
 }
 
 impl Signal {
+    /// The record of `name` raised by `host` at `now` for `ttl`, checked: a class name,
+    /// and a time to live longer than nothing.
+    pub fn raised(
+        name: &str,
+        host: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        policy: Policy,
+        run: Option<&str>,
+    ) -> Result<Signal> {
+        validate_signal_name(name)?;
+        if ttl == Duration::ZERO {
+            return Err(Error::new("--ttl must be longer than 0s"));
+        }
+        Ok(Signal {
+            version: RECORD_VERSION,
+            name: name.to_string(),
+            host: host.to_string(),
+            set_at: now,
+            expires_at: now + ttl.chrono(),
+            policy,
+            run: run.map(str::to_string),
+        })
+    }
+
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
     }
@@ -107,10 +132,7 @@ impl Store {
         policy: Policy,
         run: Option<&str>,
     ) -> Result<Signal> {
-        validate_signal_name(name)?;
-        if ttl == Duration::ZERO {
-            return Err(Error::new("--ttl must be longer than 0s"));
-        }
+        let signal = Signal::raised(name, &self.host, now, ttl, policy, run)?;
         let _lock = self.lock()?;
         let path = self.record_path(name);
         if policy == Policy::Preserve {
@@ -120,15 +142,6 @@ impl Store {
                 }
             }
         }
-        let signal = Signal {
-            version: RECORD_VERSION,
-            name: name.to_string(),
-            host: self.host.clone(),
-            set_at: now,
-            expires_at: now + ttl.chrono(),
-            policy,
-            run: run.map(str::to_string),
-        };
         let mut bytes = serde_json::to_vec(&signal).map_err(|e| Error::new(e.to_string()))?;
         bytes.push(b'\n');
         write_atomic(&path, &bytes)?;
