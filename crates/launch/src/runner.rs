@@ -56,6 +56,8 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
     let paths = JobPaths::new(&site.state_dir, &spec.job);
     paths.create_dirs()?;
     let now = site.clock.now()?;
+    // Where outcome signals and once-per keys go; a bad store is an error before any run.
+    let backend = Backend::open(site)?;
     let mut alerts = Vec::new();
     let _lock: File = match try_lock_file(&paths.lock)? {
         Some(lock) => lock,
@@ -73,7 +75,16 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
                     ),
                     None => format!("{} is busy: another run holds its lock", spec.job),
                 };
-                return finish_not_run(spec, site, &paths, now, Outcome::Busy, why, alerts);
+                return finish_not_run(
+                    spec,
+                    site,
+                    &backend,
+                    &paths,
+                    now,
+                    Outcome::Busy,
+                    why,
+                    alerts,
+                );
             }
         },
     };
@@ -93,14 +104,31 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
                     "{} is busy: run {} (pid {}) outlived its baton-run and is still running",
                     spec.job, prev.run, prev.pid
                 );
-                return finish_not_run(spec, site, &paths, now, Outcome::Busy, why, alerts);
+                return finish_not_run(
+                    spec,
+                    site,
+                    &backend,
+                    &paths,
+                    now,
+                    Outcome::Busy,
+                    why,
+                    alerts,
+                );
             }
         }
         state.running = None;
     }
-    let backend = Backend::open(site)?;
     if let Some(why) = skip_reason(spec, &state, &backend, &site.host, now)? {
-        return finish_not_run(spec, site, &paths, now, Outcome::Skipped, why, alerts);
+        return finish_not_run(
+            spec,
+            site,
+            &backend,
+            &paths,
+            now,
+            Outcome::Skipped,
+            why,
+            alerts,
+        );
     }
 
     let run_id = run_id(now);
@@ -155,7 +183,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
     } else {
         &spec.on_failed
     };
-    raise_all(spec, site, classes, end, &run_id)?;
+    raise_all(spec, &backend, classes, end, &run_id)?;
     history::append(
         &paths,
         &Record {
@@ -306,9 +334,11 @@ fn skip_reason(
 }
 
 /// A tick that did not run the command: signals for skips, a history record, a notice.
+#[allow(clippy::too_many_arguments)]
 fn finish_not_run(
     spec: &RunSpec,
     site: &Site,
+    backend: &Backend,
     paths: &JobPaths,
     now: DateTime<Utc>,
     outcome: Outcome,
@@ -317,7 +347,7 @@ fn finish_not_run(
 ) -> Result<Report> {
     let run_id = run_id(now);
     if outcome == Outcome::Skipped {
-        raise_all(spec, site, &spec.on_skipped, now, &run_id)?;
+        raise_all(spec, backend, &spec.on_skipped, now, &run_id)?;
     }
     let status = if outcome == Outcome::Busy {
         EXIT_BUSY
@@ -350,14 +380,13 @@ fn finish_not_run(
 
 fn raise_all(
     spec: &RunSpec,
-    site: &Site,
+    backend: &Backend,
     classes: &[String],
     at: DateTime<Utc>,
     run: &str,
 ) -> Result<()> {
-    let store = Backend::open(site)?;
     for class in classes {
-        store.raise(class, at, spec.ttl, spec.policy, Some(run))?;
+        backend.raise(class, at, spec.ttl, spec.policy, Some(run))?;
     }
     Ok(())
 }
