@@ -134,7 +134,6 @@ fn ifelapsed_runs_once_per_window() {
                 "--",
             ])
             .args(["sh", "-c", "echo ran >> runs"])
-            .env("HOME", &h.dir.path)
             .run()
     };
     tick("2012-01-24T16:00:00Z").status(0);
@@ -148,6 +147,10 @@ fn ifelapsed_runs_once_per_window() {
         .map(|r| r["outcome"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(outcomes, ["repaired", "skipped", "skipped", "repaired"]);
+    assert_eq!(
+        std::fs::read_to_string(h.dir.join("runs")).unwrap(),
+        "ran\nran\n"
+    );
     h.at("baton-signal", "2012-01-24T17:40:00Z")
         .args(["list", "--names"])
         .run()
@@ -376,4 +379,12 @@ fn bad_input() {
         !h.state().join("jobs").exists(),
         "nothing was written for bad input"
     );
+    // A store that cannot be used is an error before the job runs, not after.
+    h.sh(
+        T0,
+        "baton-run --store etcd://nonsense --on-repaired ok -- touch ran",
+    )
+    .run()
+    .error("baton-run", "invalid store");
+    assert!(!h.dir.join("ran").exists());
 }

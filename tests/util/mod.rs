@@ -147,10 +147,13 @@ impl Host {
 
     /// A Baton command acting as this host at `at` (any TIME form).
     pub fn at(&self, bin: &str, at: &str) -> Cmd {
-        baton(bin)
+        let mut cmd = baton(bin)
             .env("BATON_STATE_DIR", self.state())
             .env("BATON_HOST", &self.name)
-            .env("BATON_NOW", at)
+            .env("BATON_NOW", at);
+        // In the host's own directory: whatever a job writes stays out of the checkout.
+        cmd.cmd.current_dir(&self.dir.path);
+        cmd
     }
 
     /// `sh -c SCRIPT` in this host's directory, with the Baton binaries on PATH and the
