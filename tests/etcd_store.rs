@@ -82,17 +82,7 @@ fn waiting_works_on_etcd() {
     let mut c = Cluster::from_guide("waiting", &["Host1", "Host2"]);
     c.use_store(&etcd.url());
     c.background("--wait");
-    c.fail("Host1", "my_job", "12");
-    c.run(&day("16:00"), &day("17:30"));
-    let ended = c.finish_background();
-    assert_eq!(c.runs("Host1", "my_job"), [day("17:00")]);
-    let followed = c.runs("Host2", "do_my_job_bundle");
-    assert_eq!(followed.len(), 1, "{followed:?}");
-    assert!(
-        [day("17:00"), day("17:05"), day("17:10")].contains(&followed[0]),
-        "{followed:?}"
-    );
-    assert_eq!(ended, [("Host2".to_string(), 0)]);
+    crate::workflows::follows_whenever_the_upstream_succeeds(&mut c);
 }
 
 #[test]
@@ -334,22 +324,9 @@ fn each_host_writes_only_its_own_prefix_with_etcd_auth() {
 /// A CA, a server certificate for 127.0.0.40 and a client certificate, by openssl.
 fn etcd_certificates(dir: &std::path::Path) {
     let run = |args: &[&str]| {
-        let ok = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("openssl is installed (.ci/run installs it)");
-        assert!(ok.success(), "openssl {args:?}");
+        crate::util::openssl(args, dir);
     };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let ec = crate::util::EC_KEY;
     run(&[
         &[
             "req",

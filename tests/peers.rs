@@ -1,6 +1,6 @@
 //! `baton-serve` and `baton-query` across simulated hosts on 127.0.0.x.
 
-use crate::util::{baton, wait_until, Host};
+use crate::util::{baton, openssl, wait_until, Host, EC_KEY};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -596,27 +596,10 @@ fn bad_input_and_startup_errors() {
         .error("baton-query", "--pin");
 }
 
-fn openssl(args: &[&str], dir: &std::path::Path) -> String {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .expect("openssl is installed (.ci/run installs it)");
-    assert!(out.status.success(), "openssl {args:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A CA named `ca`, and a server certificate `server` for 127.0.0.2 it signed; returns
 /// the server certificate's SHA-256 fingerprint.
 fn certificates(dir: &std::path::Path, ca: &str, server: &str) -> String {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let ec = EC_KEY;
     let ca_key = format!("{ca}.key");
     let ca_crt = format!("{ca}.crt");
     let mut args = vec![

@@ -227,15 +227,19 @@ fn a_long_chain_stops_at_a_broken_link_and_resumes_when_fixed() {
 fn waiting_follows_the_upstream_whenever_it_succeeds() {
     let mut c = Cluster::from_guide("waiting", &["Host1", "Host2"]);
     c.background("--wait");
-    // my_job fails until 17:00 (twelve attempts from 16:00): no guess would have fit.
+    follows_whenever_the_upstream_succeeds(&mut c);
+}
+
+/// With `waiting`'s crontabs: my_job fails until 17:00 (twelve attempts from 16:00, so
+/// no guess would have fit), and Host2, waiting since 16:45, follows once, at the tick
+/// the signal appears or the next (the clock moves in five-minute ticks).
+pub fn follows_whenever_the_upstream_succeeds(c: &mut Cluster) {
     c.fail("Host1", "my_job", "12");
     c.run(&day("16:00"), &day("17:30"));
     let ended = c.finish_background();
     assert_eq!(c.runs("Host1", "my_job"), [day("17:00")]);
     let followed = c.runs("Host2", "do_my_job_bundle");
     assert_eq!(followed.len(), 1, "{followed:?}");
-    // The clock moves in five-minute ticks; the waiter sees the signal at the tick it
-    // appears or the next one.
     assert!(
         [day("17:00"), day("17:05"), day("17:10")].contains(&followed[0]),
         "{followed:?}"

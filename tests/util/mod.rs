@@ -379,6 +379,27 @@ pub fn process_alive(pid: &str) -> bool {
     }
 }
 
+/// `openssl ARGS` in `dir`; its stdout. The TLS tests make their certificates with it.
+pub fn openssl(args: &[&str], dir: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(out.status.success(), "openssl {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// openssl arguments for a new unencrypted P-256 key.
+pub const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 /// Wait for `child` at most `limit`; kill it and fail the test past that.
 pub fn wait_child(child: &mut std::process::Child, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
