@@ -5,6 +5,7 @@ mod util;
 mod classes_cli;
 mod crash;
 mod etcd_store;
+mod package;
 mod peers;
 mod run_cli;
 mod signal_cli;

@@ -103,8 +103,10 @@ impl fmt::Display for Expr {
 enum Token {
     Name(String),
     Not,
-    And,
-    Or,
+    /// `.` or `&`, as the user wrote it.
+    And(char),
+    /// `|` or `||`, as the user wrote it.
+    Or(&'static str),
     LParen,
     RParen,
 }
@@ -114,8 +116,8 @@ impl fmt::Display for Token {
         match self {
             Token::Name(n) => write!(f, "class name '{n}'"),
             Token::Not => f.write_str("'!'"),
-            Token::And => f.write_str("'.'"),
-            Token::Or => f.write_str("'|'"),
+            Token::And(c) => write!(f, "'{c}'"),
+            Token::Or(s) => write!(f, "'{s}'"),
             Token::LParen => f.write_str("'('"),
             Token::RParen => f.write_str("')'"),
         }
@@ -135,12 +137,14 @@ fn lex(text: &str) -> Result<Vec<(Token, usize)>> {
         let token = match c {
             ' ' | '\t' => continue,
             '!' => Token::Not,
-            '.' | '&' => Token::And,
+            '.' | '&' => Token::And(c),
             '|' => {
                 if matches!(chars.peek(), Some((_, (_, '|')))) {
                     chars.next();
+                    Token::Or("||")
+                } else {
+                    Token::Or("|")
                 }
-                Token::Or
             }
             '(' => Token::LParen,
             ')' => Token::RParen,
@@ -185,8 +189,8 @@ impl Parser<'_> {
         self.tokens.get(self.pos)
     }
 
-    fn eat(&mut self, want: &Token) -> bool {
-        if self.peek().is_some_and(|(t, _)| t == want) {
+    fn eat(&mut self, want: fn(&Token) -> bool) -> bool {
+        if self.peek().is_some_and(|(t, _)| want(t)) {
             self.pos += 1;
             true
         } else {
@@ -196,7 +200,7 @@ impl Parser<'_> {
 
     fn or(&mut self, depth: usize) -> Result<Expr> {
         let mut parts = vec![self.and(depth)?];
-        while self.eat(&Token::Or) {
+        while self.eat(|t| matches!(t, Token::Or(_))) {
             parts.push(self.and(depth)?);
         }
         Ok(flatten(parts, Expr::Or))
@@ -204,7 +208,7 @@ impl Parser<'_> {
 
     fn and(&mut self, depth: usize) -> Result<Expr> {
         let mut parts = vec![self.unary(depth)?];
-        while self.eat(&Token::And) {
+        while self.eat(|t| matches!(t, Token::And(_))) {
             parts.push(self.unary(depth)?);
         }
         Ok(flatten(parts, Expr::And))
@@ -213,7 +217,7 @@ impl Parser<'_> {
     /// `!` chains are counted, not recursed into, so `!!!!…a` cannot overflow the stack.
     fn unary(&mut self, depth: usize) -> Result<Expr> {
         let mut nots = 0usize;
-        while self.eat(&Token::Not) {
+        while self.eat(|t| *t == Token::Not) {
             nots += 1;
         }
         let inner = self.primary(depth)?;
@@ -242,7 +246,7 @@ impl Parser<'_> {
                     ));
                 }
                 let inner = self.or(depth + 1)?;
-                if self.eat(&Token::RParen) {
+                if self.eat(|t| *t == Token::RParen) {
                     return Ok(inner);
                 }
                 match self.peek() {
@@ -259,6 +263,15 @@ impl Parser<'_> {
                         &format!("expected an operator or ')', found {t}"),
                     )),
                 }
+            }
+            // `a && b` is shell, not CFEngine (cf-promises rejects it too): say so.
+            Token::And('&')
+                if self.pos >= 2 && self.tokens[self.pos - 2] == (Token::And('&'), col - 1) =>
+            {
+                Err(syntax(
+                    col - 1,
+                    "'&&' is not an operator: write 'and' as '.' or a single '&'",
+                ))
             }
             other => Err(syntax(
                 col,
@@ -367,10 +380,22 @@ mod tests {
         error_at("|a", 1);
         error_at("(a", 3);
         error_at("()", 2);
-        error_at("a&&u", 3);
+        error_at("a&&u", 2);
         error_at("é", 1);
         assert!(Expr::parse("").is_err());
         assert!(Expr::parse("   ").is_err());
+    }
+
+    #[test]
+    fn errors_quote_what_the_user_typed() {
+        let err = |text: &str| Expr::parse(text).expect_err(text).message;
+        let and_and = err("a && b");
+        assert!(and_and.contains("'&&' is not an operator"), "{and_and}");
+        assert!(!and_and.contains("found '.'"), "{and_and}");
+        assert!(err("a&|b").contains("found '|'"));
+        assert!(err("a&||b").contains("found '||'"));
+        assert!(err("a..b").contains("found '.'"));
+        assert!(err("a.&b").contains("found '&'"));
     }
 
     #[test]

@@ -89,9 +89,13 @@ pub struct QueryCli {
     #[arg(long, value_name = "URL", env = "BATON_STORE")]
     pub store: Option<String>,
 
-    /// HOST[:PORT]... REGEX: the hosts to ask, then the pattern
-    #[arg(value_name = "HOST[:PORT]... REGEX", num_args = 2.., required = true)]
-    pub args: Vec<String>,
+    /// The hosts to ask: names (looked up in --peers), addresses, or URLs
+    #[arg(value_name = "HOST[:PORT]", num_args = 1.., required = true)]
+    pub hosts: Vec<String>,
+
+    /// The pattern a signal's whole name must match
+    #[arg(value_name = "REGEX", required = true)]
+    pub regex: String,
 }
 
 pub fn baton_query(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -110,8 +114,7 @@ struct Found<'a> {
 }
 
 fn run(cli: QueryCli) -> Result<u8> {
-    let (hosts, pattern) = cli.args.split_at(cli.args.len() - 1);
-    let pattern = &pattern[0];
+    let (hosts, pattern) = (&cli.hosts, &cli.regex);
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
     let https = cli.tls || cli.ca.is_some() || cli.pin.is_some();

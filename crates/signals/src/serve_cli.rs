@@ -14,6 +14,10 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// Where `baton-serve` listens unless told: every IPv4 address, on the port clients
+/// assume when a host is given without one.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7401";
+
 /// Serve this host's live signals to admitted peers over HTTP(S).
 ///
 /// GET /v1/signals?match=REGEX answers with the live signals whose whole name matches
@@ -23,8 +27,8 @@ use std::sync::Arc;
 #[command(name = "baton-serve", version)]
 pub struct ServeCli {
     /// Address and port to listen on (port 0 picks a free one; the address is printed)
-    #[arg(long, value_name = "ADDR:PORT", required_unless_present = "keygen")]
-    pub listen: Option<String>,
+    #[arg(long, value_name = "ADDR:PORT", env = "BATON_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
 
     /// The access rules: which peers may see which signals
     #[arg(
@@ -69,7 +73,7 @@ pub struct ServeCli {
 
     /// Print a new key for peer ID ('ID SECRET') and exit: give it to the peer as its
     /// --key file and add the line to this server's --keys file
-    #[arg(long, value_name = "ID", conflicts_with_all = ["listen", "access"])]
+    #[arg(long, value_name = "ID", conflicts_with = "access")]
     pub keygen: Option<String>,
 
     #[command(flatten)]
@@ -91,8 +95,8 @@ fn run(cli: ServeCli) -> Result<u8> {
         writeln!(out, "{}", key.to_line()).map_err(stdout_error)?;
         return Ok(EXIT_TRUE);
     }
-    let (Some(listen), Some(access)) = (cli.listen.clone(), cli.access.clone()) else {
-        return Err(Error::new("--listen and --access are required"));
+    let (listen, Some(access)) = (cli.listen.clone(), cli.access.clone()) else {
+        return Err(Error::new("--access is required"));
     };
     let site = cli.site.resolve()?;
     if site.store.is_some() {
@@ -156,5 +160,9 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         ServeCli::command().debug_assert();
+        let default_port = DEFAULT_LISTEN
+            .rsplit_once(':')
+            .map(|(_, p)| p.parse::<u16>());
+        assert_eq!(default_port, Some(Ok(crate::serve::DEFAULT_PORT)));
     }
 }
