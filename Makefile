@@ -8,8 +8,10 @@ TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_DIR = target/$(TRIPLE)/release
 BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query
 SCRIPTS = baton-chain
+# Man pages and completions, generated from the clap definitions and docs/ (baton-gen).
+GEN_DIR = target/gen
 
-.PHONY: all build release demo test bench soak fuzz lint fmt install uninstall clean
+.PHONY: all build release gen demo test bench soak fuzz lint fmt install uninstall deb clean
 
 all: build
 
@@ -53,13 +55,27 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-install: release
-	install -d $(DESTDIR)$(PREFIX)/bin
-	for b in $(BINS); do install -m 755 $(RELEASE_DIR)/$$b $(DESTDIR)$(PREFIX)/bin/$$b; done
-	for s in $(SCRIPTS); do install -m 755 bin/$$s $(DESTDIR)$(PREFIX)/bin/$$s; done
+gen:
+	$(CARGO) run -q --bin baton-gen -- $(GEN_DIR) docs
+
+# Binaries, man pages, bash/zsh/fish completions, docs, the systemd unit, sample
+# /etc/baton files (kept if present) and the state dir: dist/install.sh has the layout.
+# SYSCONFDIR (default /etc), STATEDIR, MANDIR, BASHDIR, ZSHDIR, FISHDIR, UNITDIR override it.
+install: release gen
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" sh dist/install.sh $(RELEASE_DIR) $(GEN_DIR)
 
 uninstall:
 	for b in $(BINS) $(SCRIPTS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$b; done
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man1/baton-*.1.gz
+	rm -f $(DESTDIR)$(PREFIX)/share/bash-completion/completions/baton-*
+	rm -f $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_baton-*
+	rm -f $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/baton-*.fish
+	rm -f $(DESTDIR)$(PREFIX)/lib/systemd/system/baton-serve.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/baton
+
+# A Debian package of the release binaries: target/deb/baton_VERSION_ARCH.deb.
+deb: release gen
+	sh dist/deb.sh $(RELEASE_DIR) $(GEN_DIR) target/deb
 
 clean:
 	$(CARGO) clean

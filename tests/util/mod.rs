@@ -12,8 +12,23 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The path of a built Baton binary.
+thread_local! {
+    /// Where this test's binaries come from, when not from the build (the package test
+    /// runs the installed ones). Per thread, so parallel tests never see it.
+    static BIN_DIR: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Take every Baton binary (and `bin()`'s directory on PATH) from `dir`, or from the
+/// build again with `None`.
+pub fn use_bin_dir(dir: Option<PathBuf>) {
+    BIN_DIR.with(|d| *d.borrow_mut() = dir);
+}
+
+/// The path of a built Baton binary (or of an installed one: [`use_bin_dir`]).
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = BIN_DIR.with(|d| d.borrow().clone()) {
+        return dir.join(name);
+    }
     let path = match name {
         "baton-classes" => env!("CARGO_BIN_EXE_baton-classes"),
         "baton-if" => env!("CARGO_BIN_EXE_baton-if"),
@@ -21,6 +36,7 @@ pub fn bin(name: &str) -> PathBuf {
         "baton-run" => env!("CARGO_BIN_EXE_baton-run"),
         "baton-serve" => env!("CARGO_BIN_EXE_baton-serve"),
         "baton-query" => env!("CARGO_BIN_EXE_baton-query"),
+        "baton-gen" => env!("CARGO_BIN_EXE_baton-gen"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(path)
