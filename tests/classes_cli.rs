@@ -303,11 +303,13 @@ fn help_and_version_exit_0() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
+    let state = crate::util::TestDir::new("closed-stdout");
     let run = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "'{}' --host h --state-dir /nonexistent | head -n 1",
-            crate::util::bin("baton-classes").display()
+            "'{}' --host h --state-dir '{}' | head -n 1",
+            crate::util::bin("baton-classes").display(),
+            state.path.display()
         ))
         .env("TZ", "UTC")
         .output()

@@ -46,7 +46,7 @@ echo 2012-01-24T15:55:00Z > "$BATON_NOW"
 
 # Keys, access files and crontabs.
 for h in $hosts; do
-  mkdir -p "$work/$h"
+  mkdir -p "$work/$h/state"
   baton-serve --keygen "$h" > "$work/$h/key"
   cat "$work/$h/key" >> "$work/keys"
 done

@@ -176,3 +176,128 @@ fn the_package_installs_runs_the_seed_chain_and_purges() {
         assert!(!Path::new(gone).exists(), "{gone} is left after the purge");
     }
 }
+
+/// A reader whose state dir does not exist says so (a mismatch with the writer's state
+/// dir is otherwise a silent "no" for ever), once, and still answers.
+#[test]
+fn readers_warn_when_the_state_dir_does_not_exist() {
+    let dir = crate::util::TestDir::new("no-state");
+    let missing = dir.join("typo");
+    let warning = format!("warning: state dir {} does not exist", missing.display());
+    let reader = |bin: &str, args: &[&str]| {
+        baton(bin)
+            .args(args)
+            .env("BATON_STATE_DIR", &missing)
+            .env("BATON_HOST", "host1")
+            .env("BATON_NOW", "2012-01-24T16:47:00Z")
+            .run()
+    };
+    reader("baton-classes", &[])
+        .status(0)
+        .says("baton-classes", &warning);
+    reader("baton-if", &["did_my_job"])
+        .status(1)
+        .says("baton-if", &warning);
+    reader("baton-signal", &["list"])
+        .status(1)
+        .says("baton-signal", &warning);
+    // A time or host class reads no store: nothing to warn about.
+    reader("baton-if", &["host1.Hr16"]).status(0).stderr_is("");
+    // Once the state dir exists, no word.
+    std::fs::create_dir(&missing).unwrap();
+    reader("baton-if", &["did_my_job"]).status(1).stderr_is("");
+}
+
+/// A misspelled TZ (the C library falls back to UTC silently) gets one warning line
+/// naming it; a zone name, a file and a POSIX TZ string get none.
+#[test]
+fn a_misspelled_tz_is_named() {
+    let h = Host::new("host1");
+    let at = |tz: &str| {
+        h.at("baton-if", "2012-01-24 16:47")
+            .env("TZ", tz)
+            .arg("Hr16")
+            .run()
+    };
+    at("Europe/Pariss")
+        .status(0)
+        .says("baton-if", "warning: TZ=Europe/Pariss is not a time zone");
+    at("Europe/Paris").status(0).stderr_is("");
+    at("CET-1CEST,M3.5.0,M10.5.0/3").status(0).stderr_is("");
+}
+
+/// Client-side mistakes each get one line naming the fix: TLS against plain HTTP and
+/// plain HTTP against TLS, an untrusted self-signed certificate, a malformed peers file
+/// (with its line), a name that is neither a peer nor resolvable; the peer is named as
+/// the user wrote it.
+#[test]
+fn query_mistakes_name_the_fix() {
+    let h = Host::new("host1");
+    crate::util::openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &h.dir.path,
+    );
+    let (cert, key) = (h.dir.join("self.crt"), h.dir.join("self.key"));
+    let tls = h.serve(
+        "127.0.0.1",
+        "allow .* *\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let plain = Host::new("host2");
+    let plain_server = plain.serve("127.0.0.1", "allow .* *\n", &[]);
+    let query = |args: &[&str]| baton("baton-query").args(args).run();
+    query(&["--tls", &tls.addr, "x"]).status(2).says(
+        "baton-query",
+        "the server's certificate is self-signed, so not trusted: give --ca",
+    );
+    query(&[&tls.addr, "x"])
+        .status(2)
+        .says("baton-query", "the server speaks TLS: use --tls");
+    query(&["--tls", "--timeout", "1s", &plain_server.addr, "x"])
+        .status(2)
+        .says("baton-query", "is it a plain-HTTP server? then drop --tls");
+
+    let peers = h.dir.join("peers");
+    std::fs::write(
+        &peers,
+        format!("# where they listen\nhost1: {}\n", tls.addr),
+    )
+    .unwrap();
+    let peers_arg = peers.to_str().unwrap();
+    query(&["--peers", peers_arg, "host1", "x"]).status(2).says(
+        "baton-query",
+        &format!("peers file {peers_arg}: line 2: invalid peer name 'host1:'"),
+    );
+    std::fs::write(&peers, format!("host2 {}\n", plain_server.addr)).unwrap();
+    let named = format!("host2 ({})", plain_server.addr);
+    query(&["--peers", peers_arg, "host2", "no_such_signal"])
+        .status(1)
+        .stderr_is("");
+    drop(plain_server);
+    query(&["--peers", peers_arg, "host2", "x"]).status(2).says(
+        "baton-query",
+        &format!("cannot ask {named}: connection refused"),
+    );
+    query(&["--peers", peers_arg, "nosuchhost.invalid", "x"])
+        .status(2)
+        .says("baton-query", &format!("not in the peers file {peers_arg}"));
+}

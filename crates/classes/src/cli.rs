@@ -89,6 +89,7 @@ fn run_classes(cli: &ClassesCli, live: LiveSignals) -> Result<u8> {
     let site = cli.site.resolve()?;
     let now = site.clock.now()?;
     let mut set = ClassSet::hard(&site.host, now);
+    site.warn_if_no_state_dir();
     set.extend((live.all)(&site, now)?, Source::Signal);
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -119,10 +120,17 @@ fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8>
         site = cli.site.resolve()?;
         let now = site.clock.now()?;
         let site = &site;
+        let warned = std::cell::Cell::new(false);
         ClassLookup::new(
             &site.host,
             now,
-            Box::new(move |name| (live.has)(site, now, name)),
+            Box::new(move |name| {
+                // Only when a signal is asked for: `baton-if host1.Hr16` reads no file.
+                if !warned.replace(true) {
+                    site.warn_if_no_state_dir();
+                }
+                (live.has)(site, now, name)
+            }),
         )
     };
     let mut defined = Vec::new();

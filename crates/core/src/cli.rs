@@ -44,6 +44,13 @@ pub struct Site {
 impl SiteArgs {
     pub fn resolve(&self) -> Result<Site> {
         let clock = Clock::resolve(self.at.as_deref())?;
+        if let Some(why) = std::env::var("TZ")
+            .ok()
+            .as_deref()
+            .and_then(crate::tz::check_tz)
+        {
+            crate::error::warn(&why);
+        }
         let host = match &self.host {
             Some(h) => check_host(h)?,
             None => system_host_name(),
@@ -65,6 +72,17 @@ impl SiteArgs {
 }
 
 impl Site {
+    /// Warn (once per call) when the state dir does not exist: a reader then sees no
+    /// signal, and the usual cause is a different state dir from the writer's.
+    pub fn warn_if_no_state_dir(&self) {
+        if self.store.is_none() && !self.state_dir.exists() {
+            crate::error::warn(&format!(
+                "state dir {} does not exist, so no signal is live: is it the one baton-run and baton-signal write (--state-dir, BATON_STATE_DIR; root's default is /var/lib/baton, other users' $XDG_STATE_HOME/baton)?",
+                self.state_dir.display()
+            ));
+        }
+    }
+
     /// The host name as a class: `host-2.example.org` is `host_2_example_org`.
     pub fn host_class(&self) -> String {
         canonify(&self.host)

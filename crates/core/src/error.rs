@@ -103,6 +103,17 @@ pub fn finish(bin: &str, outcome: Result<u8>) -> ExitCode {
 
 const BROKEN_PIPE: &str = "broken pipe";
 
+/// Print `BIN: warning: message` on stderr (cron mails it), BIN being the running
+/// binary's name. For what is likely a mistake but does not stop the answer.
+pub fn warn(message: &str) {
+    let bin = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "baton".to_string());
+    let _ = writeln!(io::stderr().lock(), "{bin}: warning: {message}");
+}
+
 /// Parse command-line arguments with clap. Help and version go to stdout with exit 0; a
 /// usage error becomes one line on stderr and exit 2, as every other error does.
 pub fn parse_args<P: clap::Parser>(

@@ -194,9 +194,18 @@ fn run(cli: QueryCli) -> Result<u8> {
                     let label = match (&etcd, &target.name) {
                         (Some(_), Some(name)) => name.clone(),
                         (Some(_), None) => target.host.clone(),
-                        (None, _) => target.label(),
+                        (None, _) => target.describe(),
                     };
-                    failures.push(format!("cannot ask {label}: {why}"))
+                    let hint = match (&etcd, &target.name, &cli.peers) {
+                        (None, None, Some(path)) if why.contains("resolve") => {
+                            format!(" (and it is not in the peers file {})", path.display())
+                        }
+                        (None, None, None) if why.contains("resolve") => {
+                            " (no peers file: give --peers FILE or set BATON_PEERS)".into()
+                        }
+                        _ => String::new(),
+                    };
+                    failures.push(format!("cannot ask {label}: {why}{hint}"))
                 }
             }
         }

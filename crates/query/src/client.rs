@@ -22,6 +22,8 @@ pub struct Target {
     pub https: bool,
     /// The name the user gave, when a peers file resolved it.
     pub name: Option<String>,
+    /// The host as the user wrote it on the command line, for messages.
+    pub written: String,
 }
 
 impl Target {
@@ -67,10 +69,22 @@ impl Target {
             port,
             https,
             name: None,
+            written: text.to_string(),
         })
     }
 
-    /// `host:port`, as messages name it.
+    /// The host as messages name it: as the user wrote it, with the address it stands
+    /// for when that differs (`host1 (127.0.0.11:7401)`).
+    pub fn describe(&self) -> String {
+        let label = self.label();
+        if self.written == label {
+            label
+        } else {
+            format!("{} ({label})", self.written)
+        }
+    }
+
+    /// `host:port`.
     pub fn label(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
@@ -113,6 +127,21 @@ impl Peers {
                     i + 1
                 )));
             };
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
+                return Err(Error::new(format!(
+                    "line {}: invalid peer name '{name}' (letters, digits, '-', '.' and '_'; then spaces, then the address)",
+                    i + 1
+                )));
+            }
+            if entries.iter().any(|(n, _)| n == name) {
+                return Err(Error::new(format!(
+                    "line {}: peer '{name}' is named twice",
+                    i + 1
+                )));
+            }
             Target::parse(addr, false).map_err(|e| e.context(format!("line {}", i + 1)))?;
             entries.push((name.to_string(), addr.to_string()));
         }
@@ -122,7 +151,7 @@ impl Peers {
     pub fn load(path: &std::path::Path) -> Result<Peers> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::io("read peers file", path, e))?;
-        Peers::parse(&text).map_err(|e| e.context(path.display()))
+        Peers::parse(&text).map_err(|e| e.context(format!("peers file {}", path.display())))
     }
 
     /// The target for `name`: its address from the file, keeping `name` for `{host}`;
@@ -132,10 +161,37 @@ impl Peers {
             Some((_, addr)) => {
                 let mut t = Target::parse(addr, https_by_default)?;
                 t.name = Some(name.to_string());
+                t.written = name.to_string();
                 Ok(t)
             }
             None => Target::parse(name, https_by_default),
         }
+    }
+}
+
+/// What to do about a certificate rustls refused (`text`: its error, lower-cased), if
+/// it is one.
+fn certificate_fix(text: &str) -> Option<String> {
+    let trust = "give --ca with the CA that signed it, or --pin with its SHA-256 fingerprint \
+                 (openssl x509 -in CERT -noout -fingerprint -sha256)";
+    if text.contains("notvalidforname") {
+        Some("the server's certificate is not for this host name: ask by a name it holds, or pin it with --pin".into())
+    } else if text.contains("expired") || text.contains("notvalidyet") {
+        Some(
+            "the server's certificate is expired or not yet valid: renew it, or check the clocks"
+                .into(),
+        )
+    } else if text.contains("causedasendentity") {
+        Some(format!(
+            "the server's certificate is self-signed, so not trusted: {trust}"
+        ))
+    } else if text.contains("unknownissuer")
+        || text.contains("badsignature")
+        || text.contains("invalid peer certificate")
+    {
+        Some(format!("the server's certificate is not trusted: {trust}"))
+    } else {
+        None
     }
 }
 
@@ -225,21 +281,33 @@ impl Client {
                     _ => format!("HTTP {code}: {why}"),
                 })
             }
-            Err(ureq::Error::Transport(t)) => Err(self.transport_reason(&t)),
+            Err(ureq::Error::Transport(t)) => Err(self.transport_reason(&t, target.https)),
         }
     }
 
-    fn transport_reason(&self, t: &ureq::Transport) -> String {
+    fn transport_reason(&self, t: &ureq::Transport, https: bool) -> String {
         let text = t.to_string().to_lowercase();
-        if text.contains("refused") {
-            "connection refused".into()
-        } else if text.contains("timed out")
+        let silent = text.contains("timed out")
             || text.contains("timeout")
             || text.contains("would block")
-        {
+            || text.contains("temporarily unavailable");
+        if text.contains("refused") {
+            "connection refused".into()
+        } else if https && silent {
+            // A plain-HTTP server waits for a request line and never answers the hello.
+            format!(
+                "no TLS answer within {}s: is it a plain-HTTP server? then drop --tls (or write http://)",
+                self.timeout.as_secs()
+            )
+        } else if silent {
             format!("no answer within {}s", self.timeout.as_secs())
         } else if t.kind() == ureq::ErrorKind::Dns {
             "cannot resolve the host name".into()
+        } else if !https && text.contains("[21, 3") {
+            // A TLS alert record (21, then version 3.x) where an HTTP status line should be.
+            "the server speaks TLS: use --tls (or write https://)".into()
+        } else if let Some(fix) = certificate_fix(&text) {
+            format!("TLS failure: {fix}")
         } else {
             // ureq prefixes the URL; keep the reason.
             let full = t.to_string();

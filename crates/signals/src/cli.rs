@@ -117,6 +117,7 @@ fn run(cli: SignalCli) -> Result<u8> {
         } => {
             let pattern = regex.as_deref().map(name::whole_name_regex).transpose()?;
             let site = site.resolve()?;
+            site.warn_if_no_state_dir();
             let listing = Backend::open(&site)?.live(site.clock.now()?)?;
             crate::warn(&listing.problems);
             let shown: Vec<&Signal> = listing
