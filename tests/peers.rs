@@ -226,7 +226,7 @@ fn replayed_request_is_refused() {
         "allow .* key:peer\n",
         &["--keys", h.dir.join("keys").to_str().unwrap()],
     );
-    let key = baton_signals::auth::Key::load(&h.dir.join("peer.key")).unwrap();
+    let key = baton_proto::auth::Key::load(&h.dir.join("peer.key")).unwrap();
     let path = "/v1/signals?match=did.%2A";
     let ts = 1_327_423_620; // T0
     let auth = key.authorization("GET", path, ts).unwrap();

@@ -2,7 +2,7 @@
 //! `make bench` (wrk cannot sign). Prints one JSON object: requests, errors, requests per
 //! second, and latency percentiles in microseconds. Not installed by `make install`.
 
-use baton_signals::auth::Key;
+use baton_proto::auth::Key;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::ExitCode;

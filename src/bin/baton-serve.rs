@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    baton_signals::serve_cli::baton_serve(std::env::args_os())
+    baton_serve::cli::baton_serve(std::env::args_os())
 }

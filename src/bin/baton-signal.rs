@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    baton_signals::cli::baton_signal(std::env::args_os())
+    baton_store::cli::baton_signal(std::env::args_os())
 }

@@ -1,28 +1,14 @@
 //! The command lines of `baton-classes` and `baton-if`.
 
 use crate::{ClassLookup, ClassSet, Expr, Source};
-use baton_core::cli::{Site, SiteArgs};
-use baton_core::error::{finish, found, parse_args, stdout_error, EXIT_TRUE};
+use baton_core::cli::SiteArgs;
+use baton_core::error::{finish, found, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
 use baton_core::{name, Error, Result};
-use chrono::{DateTime, Utc};
+use baton_store::Context;
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
-
-/// How the classes CLIs read the host's live signals at an instant: all of them (for
-/// `baton-classes`), or whether one name is live (for `baton-if`, which asks only for
-/// the names its expression needs, so a store of 100 000 signals costs one file read).
-#[derive(Clone, Copy)]
-pub struct LiveSignals<'a> {
-    pub all: &'a AllSignals,
-    pub has: &'a HasSignal,
-}
-
-/// Every live signal's name.
-pub type AllSignals = dyn Fn(&Site, DateTime<Utc>) -> Result<Vec<String>>;
-/// Whether one name is a live signal.
-pub type HasSignal = dyn Fn(&Site, DateTime<Utc>, &str) -> Result<bool>;
 
 /// Print this host's classes: time and host classes and live signals, one per line, sorted.
 #[derive(Parser, Debug)]
@@ -67,30 +53,32 @@ pub struct IfCli {
     pub expr: String,
 }
 
-/// `baton-classes` with live signals from `live`.
-pub fn baton_classes(args: impl IntoIterator<Item = OsString>, live: LiveSignals) -> ExitCode {
+/// `baton-classes`.
+pub fn baton_classes(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     const BIN: &str = "baton-classes";
     match parse_args::<ClassesCli>(BIN, args) {
-        Ok(cli) => finish(BIN, run_classes(&cli, live)),
+        Ok(cli) => finish(BIN, run_classes(&cli)),
         Err(code) => code,
     }
 }
 
-/// `baton-if` with live signals from `live`.
-pub fn baton_if(args: impl IntoIterator<Item = OsString>, live: LiveSignals) -> ExitCode {
+/// `baton-if`.
+pub fn baton_if(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     const BIN: &str = "baton-if";
     match parse_args::<IfCli>(BIN, args) {
-        Ok(cli) => finish(BIN, run_if(&cli, live, &mut std::io::stdin().lock())),
+        Ok(cli) => finish(BIN, run_if(&cli, &mut std::io::stdin().lock())),
         Err(code) => code,
     }
 }
 
-fn run_classes(cli: &ClassesCli, live: LiveSignals) -> Result<u8> {
-    let site = cli.site.resolve()?;
-    let now = site.clock.now()?;
-    let mut set = ClassSet::hard(&site.host, now);
-    site.warn_if_no_state_dir();
-    set.extend((live.all)(&site, now)?, Source::Signal);
+fn run_classes(cli: &ClassesCli) -> Result<ExitStatus> {
+    let ctx = Context::resolve(&cli.site)?;
+    let mut set = ClassSet::hard(&ctx.site.host, ctx.now);
+    ctx.site.warn_if_no_state_dir();
+    set.extend(
+        baton_store::live_class_names(&ctx, ctx.now)?,
+        Source::Signal,
+    );
     let mut out = std::io::stdout().lock();
     if cli.json {
         let items: Vec<_> = set
@@ -110,26 +98,26 @@ fn run_classes(cli: &ClassesCli, live: LiveSignals) -> Result<u8> {
 /// The most standard input `--stdin` reads, so a runaway producer cannot exhaust memory.
 const MAX_STDIN: u64 = 16 * 1024 * 1024;
 
-fn run_if(cli: &IfCli, live: LiveSignals, stdin: &mut dyn BufRead) -> Result<u8> {
+fn run_if(cli: &IfCli, stdin: &mut dyn BufRead) -> Result<ExitStatus> {
     // Parse before any I/O: a typo is reported even when the classes cannot be read.
     let expr = Expr::parse(&cli.expr)?;
-    let site;
+    let ctx;
     let mut set = if cli.only {
         ClassLookup::only()
     } else {
-        site = cli.site.resolve()?;
-        let now = site.clock.now()?;
-        let site = &site;
+        ctx = Context::resolve(&cli.site)?;
+        let ctx = &ctx;
         let warned = std::cell::Cell::new(false);
+        // Signals are read per name the expression needs, from the store opened once.
         ClassLookup::new(
-            &site.host,
-            now,
+            &ctx.site.host,
+            ctx.now,
             Box::new(move |name| {
                 // Only when a signal is asked for: `baton-if host1.Hr16` reads no file.
                 if !warned.replace(true) {
-                    site.warn_if_no_state_dir();
+                    ctx.site.warn_if_no_state_dir();
                 }
-                (live.has)(site, now, name)
+                baton_store::is_live_signal(ctx, ctx.now, name)
             }),
         )
     };

@@ -1,8 +1,8 @@
 //! Classes: the host's hard classes (time and host), CFEngine's `canonify`, and the class
 //! expression language, with the CLIs of `baton-classes` and `baton-if`.
 //!
-//! It knows nothing of the state dir's layout: live signals reach it through the
-//! [`cli::LiveSignals`] functions that `main` passes in.
+//! It knows nothing of the state dir's layout: its command lines read live signals
+//! through `baton-store`'s `SignalStore`, and the library only through a lookup function.
 
 pub mod cli;
 pub mod expr;

@@ -4,6 +4,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::name::canonify;
+use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -81,6 +82,27 @@ impl Site {
                 self.state_dir.display()
             ));
         }
+    }
+
+    /// The environment a job started by `baton-run` gets, so that its own Baton calls act
+    /// as the same host, on the same state dir, store and clock: `BATON_HOST`,
+    /// `BATON_STATE_DIR`, `BATON_STORE` and `BATON_NOW` (the clock file, or the fixed
+    /// instant; `None`, to be removed, for the system clock and for no store).
+    pub fn job_env(&self) -> Vec<(&'static str, Option<OsString>)> {
+        let now = match &self.clock {
+            Clock::System => None,
+            Clock::Fixed(t) => Some(OsString::from(crate::clock::format_time(*t))),
+            Clock::File(path) => Some(path.clone().into_os_string()),
+        };
+        vec![
+            ("BATON_HOST", Some(OsString::from(&self.host))),
+            (
+                "BATON_STATE_DIR",
+                Some(self.state_dir.clone().into_os_string()),
+            ),
+            ("BATON_STORE", self.store.as_ref().map(OsString::from)),
+            (crate::clock::ENV_NOW, now),
+        ]
     }
 
     /// The host name as a class: `host-2.example.org` is `host_2_example_org`.

@@ -5,10 +5,10 @@ use crate::job::job_name;
 use crate::runner::{run_job, RunSpec};
 use baton_core::cli::SiteArgs;
 use baton_core::clock::format_time;
-use baton_core::error::{finish, found, parse_args, stdout_error};
+use baton_core::error::{finish, found, parse_args, stdout_error, ExitStatus};
 use baton_core::{Duration, Error, Result};
-use baton_signals::store::validate_signal_name;
-use baton_signals::{Policy, DEFAULT_TTL};
+use baton_store::store::validate_signal_name;
+use baton_store::{Context, Policy, DEFAULT_TTL};
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
@@ -110,13 +110,13 @@ pub fn baton_run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn run(cli: RunCli) -> Result<u8> {
+fn run(cli: RunCli) -> Result<ExitStatus> {
     if let Some(job) = &cli.history {
         return print_history(&cli, job);
     }
     let spec = spec_from(&cli)?;
-    let site = cli.site.resolve()?;
-    let report = run_job(&spec, &site)?;
+    let ctx = Context::resolve(&cli.site)?;
+    let report = run_job(&spec, &ctx)?;
     let mut err = std::io::stderr().lock();
     for alert in &report.alerts {
         let _ = writeln!(err, "baton-run: {alert}");
@@ -176,7 +176,7 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     })
 }
 
-fn print_history(cli: &RunCli, job: &str) -> Result<u8> {
+fn print_history(cli: &RunCli, job: &str) -> Result<ExitStatus> {
     let job = (!job.is_empty()).then_some(job);
     if let Some(j) = job {
         baton_core::name::validate(j).map_err(|e| e.context("--history"))?;

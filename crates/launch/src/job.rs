@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const STATE_VERSION: u32 = 1;
-/// How many `--once-per` keys a job remembers.
-pub const ONCE_PER_MEMORY: usize = 64;
 /// Job names become file names.
 pub const MAX_JOB_NAME: usize = 100;
 
@@ -96,9 +94,6 @@ pub struct JobState {
     pub last_outcome: Option<String>,
     #[serde(default)]
     pub running: Option<Running>,
-    /// `--once-per` keys of successful runs, oldest first.
-    #[serde(default)]
-    pub once_per: Vec<String>,
 }
 
 impl JobState {
@@ -129,13 +124,6 @@ impl JobState {
         bytes.push(b'\n');
         write_atomic(&paths.state, &bytes)
     }
-
-    pub fn remember_key(&mut self, key: &str) {
-        self.once_per.retain(|k| k != key);
-        self.once_per.push(key.to_string());
-        let excess = self.once_per.len().saturating_sub(ONCE_PER_MEMORY);
-        self.once_per.drain(..excess);
-    }
 }
 
 #[cfg(test)]
@@ -163,17 +151,5 @@ mod tests {
         assert_eq!(job_name(Some("nightly"), &[]).unwrap(), "nightly");
         assert!(job_name(Some("../etc"), &[]).is_err());
         assert!(job_name(Some(&"x".repeat(101)), &[]).is_err());
-    }
-
-    #[test]
-    fn once_per_memory_is_bounded() {
-        let mut s = JobState::default();
-        for i in 0..100 {
-            s.remember_key(&format!("k{i}"));
-        }
-        s.remember_key("k50");
-        assert_eq!(s.once_per.len(), ONCE_PER_MEMORY);
-        assert_eq!(s.once_per.last().unwrap(), "k50");
-        assert!(!s.once_per.contains(&"k0".to_string()));
     }
 }

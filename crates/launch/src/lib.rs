@@ -3,7 +3,7 @@
 //! `--once-per`, then publishes outcome signals and appends a history record.
 //!
 //! It owns `STATE_DIR/jobs/`, `STATE_DIR/history/` and `STATE_DIR/logs/`; signals go
-//! through `baton-signals`.
+//! through `baton-store`.
 
 pub mod cli;
 pub mod history;
@@ -11,4 +11,4 @@ pub mod job;
 pub mod process;
 pub mod runner;
 
-pub use runner::{run_job, Report, RunSpec, EXIT_BUSY, EXIT_SKIPPED};
+pub use runner::{run_job, Report, RunSpec};

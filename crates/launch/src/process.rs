@@ -1,8 +1,9 @@
 //! Running a command in its own process group, with a bound, and killing the whole group.
 
+use baton_core::error::ExitStatus;
 use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,18 +17,18 @@ pub enum Ending {
     /// It outlived `--timeout` and Baton killed its process group.
     TimedOut,
     /// It could not be started: 126 (cannot execute) or 127 (not found).
-    NotStarted(u8, String),
+    NotStarted(ExitStatus, String),
 }
 
 impl Ending {
     /// The exit status `baton-run` passes on, as `timeout(1)` does: the command's own,
     /// 124 on time-out, 126/127 when it could not start, 128+n when killed by signal n.
-    pub fn status(&self) -> u8 {
+    pub fn status(&self) -> ExitStatus {
         match *self {
-            Ending::Exited(code) => (code & 0xff) as u8,
-            Ending::Signalled(sig) => (128 + sig).clamp(0, 255) as u8,
-            Ending::TimedOut => 124,
-            Ending::NotStarted(code, _) => code,
+            Ending::Exited(code) => ExitStatus::passed_on(code),
+            Ending::Signalled(sig) => ExitStatus::signalled(sig),
+            Ending::TimedOut => ExitStatus::TIMED_OUT,
+            Ending::NotStarted(status, _) => status,
         }
     }
 
@@ -41,9 +42,9 @@ pub fn spawn_in_group(command: &mut Command) -> Result<Child, Ending> {
     command.stdin(Stdio::null()).process_group(0);
     command.spawn().map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
-            127
+            ExitStatus::NOT_FOUND
         } else {
-            126
+            ExitStatus::CANNOT_EXECUTE
         };
         Ending::NotStarted(code, baton_core::error::io_reason(&e))
     })
@@ -77,14 +78,14 @@ pub fn wait_bounded(mut child: Child, timeout: Option<Duration>, grace: Duration
     result
 }
 
-fn ending(status: std::io::Result<ExitStatus>) -> Ending {
+fn ending(status: std::io::Result<std::process::ExitStatus>) -> Ending {
     match status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(code), _) => Ending::Exited(code),
             (None, Some(sig)) => Ending::Signalled(sig),
             (None, None) => Ending::Exited(255),
         },
-        Err(e) => Ending::NotStarted(126, e.to_string()),
+        Err(e) => Ending::NotStarted(ExitStatus::CANNOT_EXECUTE, e.to_string()),
     }
 }
 

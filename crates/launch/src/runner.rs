@@ -7,18 +7,14 @@ use crate::job::{JobPaths, JobState, Running};
 use crate::process::{self, Ending};
 use baton_core::cli::Site;
 use baton_core::clock::format_time;
+use baton_core::error::ExitStatus;
 use baton_core::lock::{lock_file, try_lock_file};
 use baton_core::{Duration, Error, Result};
-use baton_signals::{Backend, Policy};
+use baton_store::{Context, Policy, SignalStore};
 use chrono::{DateTime, Utc};
 use std::fs::File;
 use std::process::Command;
 use std::time::Instant;
-
-/// Exit status when another run of the job holds its lock (EX_TEMPFAIL).
-pub const EXIT_BUSY: u8 = 75;
-/// Exit status when `--ifelapsed` or `--once-per` skips the run.
-pub const EXIT_SKIPPED: u8 = 76;
 
 /// Everything `baton-run` was asked to do, validated.
 #[derive(Debug, Clone)]
@@ -44,20 +40,21 @@ pub struct RunSpec {
 #[derive(Debug)]
 pub struct Report {
     pub outcome: Outcome,
-    pub status: u8,
+    pub status: ExitStatus,
     /// Said only when not `--quiet`: why the job did not run.
     pub notice: Option<String>,
     /// Always said: something went wrong that cron should mail.
     pub alerts: Vec<String>,
 }
 
-/// Run one tick of `spec` as `site`.
-pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
+/// Run one tick of `spec` in `ctx`: its host, state dir, store, and the instant `ctx.now`.
+pub fn run_job(spec: &RunSpec, ctx: &Context) -> Result<Report> {
+    let site = &ctx.site;
     let paths = JobPaths::new(&site.state_dir, &spec.job);
     paths.create_dirs()?;
-    let now = site.clock.now()?;
+    let now = ctx.now;
     // Where outcome signals and once-per keys go; a bad store is an error before any run.
-    let backend = Backend::open(site)?;
+    let backend = ctx.store()?;
     let mut alerts = Vec::new();
     let _lock: File = match try_lock_file(&paths.lock)? {
         Some(lock) => lock,
@@ -78,7 +75,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
                 return finish_not_run(
                     spec,
                     site,
-                    &backend,
+                    backend,
                     &paths,
                     now,
                     Outcome::Busy,
@@ -107,7 +104,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
                 return finish_not_run(
                     spec,
                     site,
-                    &backend,
+                    backend,
                     &paths,
                     now,
                     Outcome::Busy,
@@ -118,11 +115,11 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
         }
         state.running = None;
     }
-    if let Some(why) = skip_reason(spec, &state, &backend, &site.host, now)? {
+    if let Some(why) = skip_reason(spec, &state, backend, now)? {
         return finish_not_run(
             spec,
             site,
-            &backend,
+            backend,
             &paths,
             now,
             Outcome::Skipped,
@@ -171,10 +168,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
     state.last_outcome = Some(outcome.as_str().to_string());
     if outcome == Outcome::Repaired {
         if let Some(key) = &spec.once_per {
-            match &backend {
-                Backend::Files(_) => state.remember_key(key),
-                Backend::Etcd(etcd, host) => etcd.remember_once_per(host, &spec.job, key)?,
-            }
+            backend.once_per_remember(&spec.job, key)?;
         }
     }
     state.save(&paths)?;
@@ -183,7 +177,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
     } else {
         &spec.on_failed
     };
-    raise_all(spec, &backend, classes, end, &run_id)?;
+    raise_all(spec, backend, classes, end, &run_id)?;
     history::append(
         &paths,
         &Record {
@@ -194,7 +188,7 @@ pub fn run_job(spec: &RunSpec, site: &Site) -> Result<Report> {
             start: now,
             end,
             outcome,
-            status: ending.status(),
+            status: ending.status().code(),
             attempts,
             reason: match &ending {
                 Ending::NotStarted(_, why) => Some(why.clone()),
@@ -239,9 +233,13 @@ fn attempt(
         .stderr(log_err)
         // The job's own baton calls act as the same host, on the same store and clock.
         .env("BATON_RUN", run_id)
-        .env("BATON_JOB", &spec.job)
-        .env("BATON_HOST", &site.host)
-        .env("BATON_STATE_DIR", &site.state_dir);
+        .env("BATON_JOB", &spec.job);
+    for (var, value) in site.job_env() {
+        match value {
+            Some(v) => command.env(var, v),
+            None => command.env_remove(var),
+        };
+    }
     let child = match process::spawn_in_group(&mut command) {
         Ok(child) => child,
         Err(ending) => return Ok(ending),
@@ -301,12 +299,11 @@ fn take_over(
 }
 
 /// Why this tick must not run the job, if it must not. `--once-per` keys live with the
-/// signals: in the job's state beside a file store, in etcd beside an etcd store.
+/// signals, in the store's once-per ledger.
 fn skip_reason(
     spec: &RunSpec,
     state: &JobState,
-    backend: &Backend,
-    host: &str,
+    backend: &dyn SignalStore,
     now: DateTime<Utc>,
 ) -> Result<Option<String>> {
     if let (Some(limit), Some(last)) = (spec.ifelapsed, state.last_start) {
@@ -319,11 +316,7 @@ fn skip_reason(
         }
     }
     if let Some(key) = &spec.once_per {
-        let seen = match backend {
-            Backend::Files(_) => state.once_per.iter().any(|k| k == key),
-            Backend::Etcd(etcd, _) => etcd.seen_once_per(host, &spec.job, key)?,
-        };
-        if seen {
+        if backend.once_per_seen(&spec.job, key)? {
             return Ok(Some(format!(
                 "skipped {}: already succeeded for --once-per '{key}'",
                 spec.job
@@ -338,7 +331,7 @@ fn skip_reason(
 fn finish_not_run(
     spec: &RunSpec,
     site: &Site,
-    backend: &Backend,
+    backend: &dyn SignalStore,
     paths: &JobPaths,
     now: DateTime<Utc>,
     outcome: Outcome,
@@ -350,9 +343,9 @@ fn finish_not_run(
         raise_all(spec, backend, &spec.on_skipped, now, &run_id)?;
     }
     let status = if outcome == Outcome::Busy {
-        EXIT_BUSY
+        ExitStatus::BUSY
     } else {
-        EXIT_SKIPPED
+        ExitStatus::SKIPPED
     };
     history::append(
         paths,
@@ -364,7 +357,7 @@ fn finish_not_run(
             start: now,
             end: now,
             outcome,
-            status,
+            status: status.code(),
             attempts: 0,
             reason: Some(why.clone()),
             log: None,
@@ -380,7 +373,7 @@ fn finish_not_run(
 
 fn raise_all(
     spec: &RunSpec,
-    backend: &Backend,
+    backend: &dyn SignalStore,
     classes: &[String],
     at: DateTime<Utc>,
     run: &str,

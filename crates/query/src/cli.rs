@@ -1,12 +1,15 @@
 //! The command line of `baton-query`.
 
-use crate::client::{Client, Peers, RemoteSignal, Reply, Target};
+use crate::client::{Client, Peers, Target};
 use crate::tls;
 use baton_core::clock::{format_time, parse_time, Deadline};
-use baton_core::error::{finish, parse_args, stdout_error, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE};
+use baton_core::error::{
+    finish, parse_args, stdout_error, ExitStatus, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE,
+};
 use baton_core::{name, Clock, Duration, Error, Result};
-use baton_signals::auth::Key;
-use baton_signals::etcd::{Etcd, EtcdStore};
+use baton_proto::auth::Key;
+use baton_proto::{PeerSignal, SignalsReply};
+use baton_store::SignalStore;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use std::ffi::OsString;
@@ -110,10 +113,10 @@ pub fn baton_query(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 struct Found<'a> {
     target: &'a Target,
     class: String,
-    signal: RemoteSignal,
+    signal: PeerSignal,
 }
 
-fn run(cli: QueryCli) -> Result<u8> {
+fn run(cli: QueryCli) -> Result<ExitStatus> {
     let (hosts, pattern) = (&cli.hosts, &cli.regex);
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
@@ -156,7 +159,11 @@ fn run(cli: QueryCli) -> Result<u8> {
     let clock = Clock::resolve(cli.at.as_deref())?;
     let client = Client::new(key, tls, cli.timeout.std(), clock.clone());
     let etcd = match cli.store.as_deref().filter(|s| !s.is_empty()) {
-        Some(url) => Some(Etcd::open(url, cli.timeout.std())?),
+        Some(url) => Some(baton_store::backend::open_shared(
+            url,
+            "",
+            cli.timeout.std(),
+        )?),
         None => None,
     };
 
@@ -167,7 +174,7 @@ fn run(cli: QueryCli) -> Result<u8> {
     let mut pause = cli.interval.std();
     let (found, hosts_matched, failures) = loop {
         let answers = match &etcd {
-            Some(etcd) => ask_etcd(etcd, &targets, &clock)?,
+            Some(store) => ask_store(store.as_ref(), &targets, &clock)?,
             None => client.ask_all(&targets, pattern),
         };
         let mut found = Vec::new();
@@ -216,10 +223,7 @@ fn run(cli: QueryCli) -> Result<u8> {
                 match (&etcd, &clock) {
                     // On etcd with the real clock, wake when a signal is written.
                     (Some(etcd), Clock::System) => {
-                        if etcd
-                            .watch_prefix(baton_signals::etcd::PREFIX, pause_now)
-                            .is_err()
-                        {
+                        if !etcd.watch(pause_now).unwrap_or(false) {
                             clock.sleep(pause_now)?;
                         }
                     }
@@ -240,36 +244,25 @@ fn run(cli: QueryCli) -> Result<u8> {
     Ok(verdict(hosts_matched, failures.len(), cli.min))
 }
 
-/// Each host's live signals straight from etcd, as a peer's answer would carry them (the
-/// caller filters by pattern). An unreachable cluster is every host's failure.
-fn ask_etcd(
-    etcd: &Etcd,
+/// Each host's live signals straight from a shared store, as a peer's answer would carry
+/// them (the caller filters by pattern). An unreachable store is every host's failure.
+fn ask_store(
+    store: &dyn SignalStore,
     targets: &[Target],
     clock: &Clock,
-) -> Result<Vec<std::result::Result<Reply, String>>> {
+) -> Result<Vec<std::result::Result<SignalsReply, String>>> {
     let now = clock.now()?;
     Ok(targets
         .iter()
         .map(|t| {
             let host = t.name.clone().unwrap_or_else(|| t.host.clone());
-            let listing = EtcdStore {
-                etcd,
-                host: host.clone(),
-            }
-            .live(now)
-            .map_err(|e| e.message)?;
-            let signals = listing
-                .signals
-                .into_iter()
-                .map(|s| RemoteSignal {
-                    name: s.name,
-                    host: s.host,
-                    set_at: s.set_at,
-                    expires_at: s.expires_at,
-                    run: s.run,
-                })
-                .collect();
-            Ok(Reply { host, now, signals })
+            let listing = store.live_of(&host, now, None).map_err(|e| e.message)?;
+            Ok(SignalsReply {
+                version: baton_proto::API_VERSION,
+                host,
+                now,
+                signals: listing.signals.iter().map(PeerSignal::from).collect(),
+            })
         })
         .collect())
 }
@@ -277,7 +270,7 @@ fn ask_etcd(
 /// Three-valued, as a sysadmin reads it: yes when enough hosts matched whatever the
 /// unreachable ones would say; no when even they could not make up the number; otherwise
 /// the answer is unknown, which is an error (2), never a "no".
-fn verdict(matched: usize, unreachable: usize, min: usize) -> u8 {
+fn verdict(matched: usize, unreachable: usize, min: usize) -> ExitStatus {
     if matched >= min {
         EXIT_TRUE
     } else if matched + unreachable >= min {
@@ -288,7 +281,7 @@ fn verdict(matched: usize, unreachable: usize, min: usize) -> u8 {
 }
 
 fn fresh(
-    s: &RemoteSignal,
+    s: &PeerSignal,
     peer_now: DateTime<Utc>,
     newer_than: Option<Duration>,
     since: Option<DateTime<Utc>>,

@@ -3,10 +3,8 @@
 
 use baton_core::name::canonify;
 use baton_core::{Clock, Error, Result};
-use baton_signals::auth::Key;
-use baton_signals::serve::{percent_encode, DEFAULT_PORT};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use baton_proto::auth::Key;
+use baton_proto::{signals_request, ErrorReply, SignalsReply, DEFAULT_PORT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,30 +193,6 @@ fn certificate_fix(text: &str) -> Option<String> {
     }
 }
 
-/// A signal as a peer reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RemoteSignal {
-    pub name: String,
-    pub host: String,
-    pub set_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    #[serde(default)]
-    pub run: Option<String>,
-}
-
-/// A peer's answer: its clock and the signals it admitted us to.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Reply {
-    pub host: String,
-    pub now: DateTime<Utc>,
-    pub signals: Vec<RemoteSignal>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-}
-
 /// How to reach peers.
 pub struct Client {
     agent: ureq::Agent,
@@ -251,8 +225,8 @@ impl Client {
 
     /// Ask one peer for its signals whose whole name matches `pattern`. The error is one
     /// short reason (`connection refused`, `access denied (403): not admitted`, ...).
-    pub fn ask(&self, target: &Target, pattern: &str) -> std::result::Result<Reply, String> {
-        let path = format!("/v1/signals?match={}", percent_encode(pattern));
+    pub fn ask(&self, target: &Target, pattern: &str) -> std::result::Result<SignalsReply, String> {
+        let path = signals_request(pattern);
         let mut request = self.agent.get(&target.url(&path));
         if let Some(key) = &self.key {
             let now = self.clock.now().map_err(|e| e.message)?;
@@ -266,13 +240,13 @@ impl Client {
                 let body = response
                     .into_string()
                     .map_err(|e| format!("bad answer: {e}"))?;
-                serde_json::from_str::<Reply>(&body).map_err(|e| format!("bad answer: {e}"))
+                serde_json::from_str::<SignalsReply>(&body).map_err(|e| format!("bad answer: {e}"))
             }
             Err(ureq::Error::Status(code, response)) => {
                 let why = response
                     .into_string()
                     .ok()
-                    .and_then(|b| serde_json::from_str::<ErrorBody>(&b).ok())
+                    .and_then(|b| serde_json::from_str::<ErrorReply>(&b).ok())
                     .map(|b| b.error)
                     .unwrap_or_default();
                 Err(match code {
@@ -328,7 +302,7 @@ impl Client {
         &self,
         targets: &[Target],
         pattern: &str,
-    ) -> Vec<std::result::Result<Reply, String>> {
+    ) -> Vec<std::result::Result<SignalsReply, String>> {
         let next = AtomicUsize::new(0);
         let answers = std::sync::Mutex::new(vec![None; targets.len()]);
         std::thread::scope(|scope| {

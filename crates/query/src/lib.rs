@@ -8,4 +8,4 @@ pub mod cli;
 pub mod client;
 pub mod tls;
 
-pub use client::{Client, RemoteSignal, Reply, Target};
+pub use client::{Client, Target};

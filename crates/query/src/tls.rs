@@ -17,7 +17,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// Parse a fingerprint: 64 hex digits, colons allowed.
 pub fn parse_pin(text: &str) -> Result<[u8; 32]> {
     let hex: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes = baton_signals::auth::unhex(&hex.to_lowercase())
+    let bytes = baton_proto::auth::unhex(&hex.to_lowercase())
         .filter(|b| b.len() == 32)
         .ok_or_else(|| {
             Error::new(format!(
@@ -46,10 +46,14 @@ pub fn pinned(pin: [u8; 32]) -> Result<Arc<ClientConfig>> {
 
 /// A client config trusting the CA certificates in a PEM file (host names are checked).
 pub fn private_ca(path: &Path) -> Result<Arc<ClientConfig>> {
-    let pem = std::fs::read(path).map_err(|e| Error::io("read CA file", path, e))?;
+    use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore::empty();
     let mut found = 0;
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::Io(e) => Error::io("read CA file", path, e),
+        e => Error::new(format!("{}: {e}", path.display())),
+    })?;
+    for cert in certs {
         let cert = cert.map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
         roots
             .add(cert)
@@ -92,7 +96,7 @@ impl ServerCertVerifier for PinnedCert {
         } else {
             Err(rustls::Error::General(format!(
                 "certificate fingerprint {} is not the pinned one",
-                baton_signals::auth::hex(&digest)
+                baton_proto::auth::hex(&digest)
             )))
         }
     }

@@ -20,9 +20,9 @@ pub fn commands() -> Vec<Command> {
     vec![
         baton_classes::cli::ClassesCli::command(),
         baton_classes::cli::IfCli::command(),
-        baton_signals::cli::SignalCli::command(),
+        baton_store::cli::SignalCli::command(),
         baton_launch::cli::RunCli::command(),
-        baton_signals::serve_cli::ServeCli::command(),
+        baton_serve::cli::ServeCli::command(),
         baton_query::cli::QueryCli::command(),
         chain_command(),
     ]

@@ -9,9 +9,12 @@
 //! endpoints a request that cannot reach one tries the next; when none answers it is an
 //! error, never "no signal".
 
-use crate::store::{validate_signal_name, Listing, Policy, Signal, RECORD_VERSION};
+use crate::backend::SignalStore;
+use crate::store::{literal_name, validate_signal_name, Listing, Policy, Signal, RECORD_VERSION};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use baton_core::{Duration, Error, Result};
 use chrono::{DateTime, Utc};
+use regex::Regex;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::sync::Mutex;
@@ -338,35 +341,6 @@ fn transport_reason(t: &ureq::Transport) -> String {
     }
 }
 
-/// How long etcd remembers that a `--once-per` key succeeded.
-pub const ONCE_PER_TTL: Duration = Duration::from_secs(30 * 86_400);
-
-impl Etcd {
-    fn once_per_key(host: &str, job: &str, key: &str) -> String {
-        // The key is the user's text (a time, say): hex keeps it one path segment.
-        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("/baton/once-per/{host}/{job}/{hex}")
-    }
-
-    /// Whether a run of `job` on `host` already succeeded for `key`.
-    pub fn seen_once_per(&self, host: &str, job: &str, key: &str) -> Result<bool> {
-        Ok(self
-            .range_key(&Self::once_per_key(host, job, key))?
-            .is_some())
-    }
-
-    /// Remember that a run of `job` on `host` succeeded for `key` (for 30 days).
-    pub fn remember_once_per(&self, host: &str, job: &str, key: &str) -> Result<()> {
-        let lease = self.grant(ONCE_PER_TTL)?;
-        let k = Self::once_per_key(host, job, key);
-        self.call(
-            "/v3/kv/put",
-            &json!({"key": b64(k.as_bytes()), "value": b64(key.as_bytes()), "lease": lease}),
-        )?;
-        Ok(())
-    }
-}
-
 enum Failure {
     /// This member cannot answer now: try another.
     Unreachable(String),
@@ -374,21 +348,77 @@ enum Failure {
     Refused(String),
 }
 
-/// One host's signals in etcd.
+/// One host's signals in etcd, and its once-per ledger.
 #[derive(Debug)]
-pub struct EtcdStore<'a> {
-    pub etcd: &'a Etcd,
-    pub host: String,
+pub struct EtcdStore {
+    etcd: Etcd,
+    host: String,
 }
 
-impl EtcdStore<'_> {
-    fn key(&self, name: &str) -> String {
-        format!("{PREFIX}{}/{name}", self.host)
+/// How long etcd remembers that a `--once-per` key succeeded.
+pub const ONCE_PER_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+impl EtcdStore {
+    pub fn new(etcd: Etcd, host: &str) -> EtcdStore {
+        EtcdStore {
+            etcd,
+            host: host.to_string(),
+        }
     }
 
-    /// As `Store::raise`, in etcd: a lease of `ttl`, and a transaction so that two
+    fn key(host: &str, name: &str) -> String {
+        format!("{PREFIX}{host}/{name}")
+    }
+
+    fn once_per_key(&self, job: &str, key: &str) -> String {
+        // The key is the user's text (a time, say): hex keeps it one path segment.
+        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("/baton/once-per/{}/{job}/{hex}", self.host)
+    }
+
+    fn live_of_host(
+        &self,
+        host: &str,
+        now: DateTime<Utc>,
+        pattern: Option<&Regex>,
+    ) -> Result<Listing> {
+        let mut listing = Listing::default();
+        if let Some(name) = pattern.and_then(literal_name) {
+            if validate_signal_name(name).is_ok() {
+                if let Some((bytes, _)) = self.etcd.range_key(&Self::key(host, name))? {
+                    push_record(&mut listing, &Self::key(host, name), &bytes, now);
+                }
+            }
+            return Ok(listing);
+        }
+        for (key, bytes, _) in self.etcd.range_prefix(&format!("{PREFIX}{host}/"))? {
+            let name = key.rsplit('/').next().unwrap_or_default();
+            if pattern.is_none_or(|p| p.is_match(name)) {
+                push_record(&mut listing, &key, &bytes, now);
+            }
+        }
+        listing.signals.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
+    }
+}
+
+fn push_record(listing: &mut Listing, key: &str, bytes: &[u8], now: DateTime<Utc>) {
+    match serde_json::from_slice::<Signal>(bytes) {
+        Ok(s) if s.version == RECORD_VERSION => {
+            if s.is_live(now) {
+                listing.signals.push(s);
+            }
+        }
+        _ => listing
+            .problems
+            .push(format!("skipping unreadable record at etcd key {key}")),
+    }
+}
+
+impl SignalStore for EtcdStore {
+    /// As the state dir's raise, in etcd: a lease of `ttl`, and a transaction so that two
     /// writers of a `preserve` signal cannot both win.
-    pub fn raise(
+    fn raise(
         &self,
         name: &str,
         now: DateTime<Utc>,
@@ -397,7 +427,7 @@ impl EtcdStore<'_> {
         run: Option<&str>,
     ) -> Result<Signal> {
         let signal = Signal::raised(name, &self.host, now, ttl, policy, run)?;
-        let key = self.key(name);
+        let key = Self::key(&self.host, name);
         for _ in 0..10 {
             let existing = self.etcd.range_key(&key)?;
             let revision = existing.as_ref().map(|(_, rev)| *rev).unwrap_or(0);
@@ -419,38 +449,47 @@ impl EtcdStore<'_> {
         )))
     }
 
-    pub fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
+    fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
         validate_signal_name(name)?;
         let was = self.get(name, now)?.is_some();
-        self.etcd.delete(&self.key(name))?;
+        self.etcd.delete(&Self::key(&self.host, name))?;
         Ok(was)
     }
 
-    pub fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
+    fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
         validate_signal_name(name)?;
         Ok(self
             .etcd
-            .range_key(&self.key(name))?
+            .range_key(&Self::key(&self.host, name))?
             .and_then(|(bytes, _)| serde_json::from_slice::<Signal>(&bytes).ok())
             .filter(|s| s.is_live(now)))
     }
 
-    pub fn live(&self, now: DateTime<Utc>) -> Result<Listing> {
-        let mut listing = Listing::default();
-        for (key, bytes, _) in self.etcd.range_prefix(&format!("{PREFIX}{}/", self.host))? {
-            match serde_json::from_slice::<Signal>(&bytes) {
-                Ok(s) if s.version == RECORD_VERSION => {
-                    if s.is_live(now) {
-                        listing.signals.push(s);
-                    }
-                }
-                _ => listing
-                    .problems
-                    .push(format!("skipping unreadable record at etcd key {key}")),
-            }
-        }
-        listing.signals.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listing)
+    fn live(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
+        self.live_of_host(&self.host, now, pattern)
+    }
+
+    fn live_of(&self, host: &str, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
+        self.live_of_host(host, now, pattern)
+    }
+
+    fn watch(&self, limit: std::time::Duration) -> Result<bool> {
+        self.etcd.watch_prefix(PREFIX, limit).map(|_| true)
+    }
+
+    fn once_per_seen(&self, job: &str, key: &str) -> Result<bool> {
+        Ok(self.etcd.range_key(&self.once_per_key(job, key))?.is_some())
+    }
+
+    /// Remembered for [`ONCE_PER_TTL`].
+    fn once_per_remember(&self, job: &str, key: &str) -> Result<()> {
+        let lease = self.etcd.grant(ONCE_PER_TTL)?;
+        let k = self.once_per_key(job, key);
+        self.etcd.call(
+            "/v3/kv/put",
+            &json!({"key": b64(k.as_bytes()), "value": b64(key.as_bytes()), "lease": lease}),
+        )?;
+        Ok(())
     }
 }
 
@@ -488,75 +527,61 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding, as etcd's gateway encodes bytes.
 pub fn b64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    BASE64_STANDARD.encode(bytes)
 }
 
 pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = B64.iter().position(|b| *b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    BASE64_STANDARD.decode(text).ok()
 }
 
-/// TLS for `etcds://`: the CA in BATON_ETCD_CA (else the usual roots), and the client
-/// certificate and key in BATON_ETCD_CERT and BATON_ETCD_KEY if given.
+/// TLS for `etcds://`: the CA in BATON_ETCD_CA, else the system's trusted roots
+/// (`/etc/ssl/certs`, as curl and etcdctl use), and the client certificate and key in
+/// BATON_ETCD_CERT and BATON_ETCD_KEY if given.
 fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let var = |n: &str| {
         std::env::var_os(n)
             .filter(|v| !v.is_empty())
             .map(std::path::PathBuf::from)
     };
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io("read", p, e));
+    let pem_error = |p: &std::path::Path, e: rustls::pki_types::pem::Error| {
+        Error::new(format!("{}: {e}", p.display()))
+    };
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(format!("TLS setup: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = var("BATON_ETCD_CA") {
-        for cert in rustls_pemfile::certs(&mut read(&ca)?.as_slice()) {
-            let cert = cert.map_err(|e| Error::new(format!("{}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::new(format!("{}: {e}", ca.display())))?;
+    match var("BATON_ETCD_CA") {
+        Some(ca) => {
+            for cert in CertificateDer::pem_file_iter(&ca).map_err(|e| pem_error(&ca, e))? {
+                let cert = cert.map_err(|e| pem_error(&ca, e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::new(format!("{}: {e}", ca.display())))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(Error::new(
+                    "etcds://: no trusted roots on this system (install ca-certificates, or set BATON_ETCD_CA)",
+                ));
+            }
         }
     }
     let builder = builder.with_root_certificates(roots);
     let config = match (var("BATON_ETCD_CERT"), var("BATON_ETCD_KEY")) {
         (Some(cert), Some(key)) => {
-            let certs = rustls_pemfile::certs(&mut read(&cert)?.as_slice())
+            let certs = CertificateDer::pem_file_iter(&cert)
+                .map_err(|e| pem_error(&cert, e))?
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::new(format!("{}: {e}", cert.display())))?;
-            let key_der = rustls_pemfile::private_key(&mut read(&key)?.as_slice())
-                .map_err(|e| Error::new(format!("{}: {e}", key.display())))?
-                .ok_or_else(|| Error::new(format!("{}: no private key", key.display())))?;
+                .map_err(|e| pem_error(&cert, e))?;
+            let key_der = PrivateKeyDer::from_pem_file(&key).map_err(|e| pem_error(&key, e))?;
             builder
                 .with_client_auth_cert(certs, key_der)
                 .map_err(|e| Error::new(format!("client certificate: {e}")))?

@@ -1,11 +1,11 @@
 //! The command line of `baton-serve`.
 
-use crate::auth::{Key, KeyRing, Verifier};
 use crate::http::{tls_config, Limits};
 use crate::serve::{ServeConfig, Server};
 use baton_core::cli::SiteArgs;
-use baton_core::error::{finish, parse_args, stdout_error, EXIT_TRUE};
+use baton_core::error::{finish, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
 use baton_core::{Duration, Error, Result};
+use baton_proto::auth::{Key, KeyRing, Verifier};
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
@@ -88,7 +88,7 @@ pub fn baton_serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn run(cli: ServeCli) -> Result<u8> {
+fn run(cli: ServeCli) -> Result<ExitStatus> {
     if let Some(id) = &cli.keygen {
         let key = Key::generate(id)?;
         let mut out = std::io::stdout().lock();
@@ -163,6 +163,6 @@ mod tests {
         let default_port = DEFAULT_LISTEN
             .rsplit_once(':')
             .map(|(_, p)| p.parse::<u16>());
-        assert_eq!(default_port, Some(Ok(crate::serve::DEFAULT_PORT)));
+        assert_eq!(default_port, Some(Ok(baton_proto::DEFAULT_PORT)));
     }
 }

@@ -2,23 +2,21 @@
 //! host's live signals that the asking peer is admitted to see.
 
 use crate::access::{Peer, Rules};
-use crate::auth::Verifier;
 use crate::http::{HttpServer, Limits, Request, Response};
-use crate::store::{LiveCache, Store};
 use baton_core::cli::Site;
-use baton_core::clock::format_time;
 use baton_core::{name, Error, Result};
-use serde_json::json;
+use baton_proto::auth::{AuthError, Verifier};
+use baton_proto::{
+    query_param, ErrorReply, HealthReply, PeerSignal, SignalsReply, API_VERSION, HEALTH_PATH,
+    MATCH_PARAM, SIGNALS_PATH,
+};
+use baton_store::FileStore;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The API version in every path and response.
-pub const API_VERSION: u32 = 1;
-/// The default port.
-pub const DEFAULT_PORT: u16 = 7401;
 /// The longest request URL accepted.
 const MAX_URL: usize = 4096;
 
@@ -42,7 +40,7 @@ struct Loaded {
 
 struct Shared {
     site: Site,
-    store: LiveCache,
+    store: FileStore,
     access_path: PathBuf,
     access: RwLock<Loaded>,
     verifier: Option<Verifier>,
@@ -104,7 +102,7 @@ impl Server {
         let rules = load_rules(&config.access)?;
         let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
         let addr = http.addr.to_string();
-        let store = LiveCache::new(Store::new(&config.site.state_dir, &config.site.host));
+        let store = FileStore::serving(&config.site.state_dir, &config.site.host);
         Ok(Server {
             http,
             shared: Arc::new(Shared {
@@ -195,16 +193,14 @@ impl Shared {
                 request.peer, request.method
             ));
         }
-        Response {
-            status,
-            body: body.to_string(),
-        }
+        Response { status, body }
     }
 
     /// The status, the key identity (if any) and the JSON body for one request.
-    fn answer(&self, request: &Request) -> (u16, Option<String>, serde_json::Value) {
-        let err =
-            |status: u16, key: Option<String>, msg: &str| (status, key, json!({"error": msg}));
+    fn answer(&self, request: &Request) -> (u16, Option<String>, String) {
+        let err = |status: u16, key: Option<String>, msg: &str| {
+            (status, key, to_json(&ErrorReply { error: msg.into() }))
+        };
         let url = request.target.as_str();
         if url.len() > MAX_URL {
             return err(414, None, "request URL too long");
@@ -213,10 +209,14 @@ impl Shared {
         if request.method != "GET" {
             return err(405, None, "only GET is served");
         }
-        if path == "/v1/health" {
-            return (200, None, json!({"version": API_VERSION, "ok": true}));
+        if path == HEALTH_PATH {
+            let health = HealthReply {
+                version: API_VERSION,
+                ok: true,
+            };
+            return (200, None, to_json(&health));
         }
-        if path != "/v1/signals" {
+        if path != SIGNALS_PATH {
             return err(404, None, "no such resource (try /v1/signals?match=REGEX)");
         }
         let now = match self.site.clock.now() {
@@ -234,9 +234,7 @@ impl Shared {
             }
             (Some(h), Some(v)) => match v.verify(h, "GET", url, now.timestamp()) {
                 Ok(id) => Some(id),
-                Err(e @ crate::auth::AuthError::Overloaded) => {
-                    return err(503, None, &e.to_string())
-                }
+                Err(e @ AuthError::Overloaded) => return err(503, None, &e.to_string()),
                 Err(e) => return err(401, None, &e.to_string()),
             },
         };
@@ -248,7 +246,7 @@ impl Shared {
         if !rules.admits_peer(&peer) {
             return err(403, key, "not admitted");
         }
-        let pattern_text = match query_param(query, "match") {
+        let pattern_text = match query_param(query, MATCH_PARAM) {
             Ok(Some(p)) => p,
             Ok(None) => ".*".to_string(),
             Err(e) => return err(400, key, &e),
@@ -257,95 +255,30 @@ impl Shared {
             Ok(p) => p,
             Err(e) => return err(400, key, &e.message),
         };
-        let listing = match self.store.live(now) {
+        let listing = match self.store.live(now, Some(&pattern)) {
             Ok(l) => l,
             Err(e) => return err(500, key, &e.message),
         };
-        let signals: Vec<_> = listing
-            .signals
-            .iter()
-            .filter(|s| pattern.is_match(&s.name) && rules.may_see(&peer, &s.name))
-            .map(|s| {
-                json!({
-                    "name": s.name,
-                    "host": s.host,
-                    "set_at": format_time(s.set_at),
-                    "expires_at": format_time(s.expires_at),
-                    "run": s.run,
-                })
-            })
-            .collect();
-        let body = json!({
-            "version": API_VERSION,
-            "host": self.site.host,
-            "now": format_time(now),
-            "signals": signals,
-        });
-        (200, key, body)
+        let reply = SignalsReply {
+            version: API_VERSION,
+            host: self.site.host.clone(),
+            now,
+            signals: listing
+                .signals
+                .iter()
+                .filter(|s| rules.may_see(&peer, &s.name))
+                .map(PeerSignal::from)
+                .collect(),
+        };
+        (200, key, to_json(&reply))
     }
 }
 
-/// The percent-decoded value of `key` in a query string (`+` is kept: it is a regex
-/// operator, and clients percent-encode everything else).
-pub fn query_param(query: &str, key: &str) -> std::result::Result<Option<String>, String> {
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == key {
-            return percent_decode(v).map(Some);
-        }
-    }
-    Ok(None)
-}
-
-fn percent_decode(text: &str) -> std::result::Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .ok_or("bad percent-encoding in the query")?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad percent-encoding in the query")?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the query is not UTF-8".to_string())
-}
-
-/// Percent-encode everything but unreserved characters.
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // The protocol's types hold only strings, numbers and times: they always serialise.
+    serde_json::to_string(value).unwrap_or_else(|_| r#"{"error":"cannot serialise"}"#.into())
 }
 
 fn log(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "baton-serve: {line}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_round_trip() {
-        for p in ["did.*", "a|b", "x+", "(a)?[b]{2}", "é", "a&b=c"] {
-            let q = format!("x=1&match={}", percent_encode(p));
-            assert_eq!(query_param(&q, "match").unwrap().as_deref(), Some(p));
-        }
-        assert_eq!(query_param("a=1", "match").unwrap(), None);
-        assert!(query_param("match=%zz", "match").is_err());
-        assert!(query_param("match=%f", "match").is_err());
-        assert!(query_param("match=%ff", "match").is_err());
-    }
 }

@@ -1,9 +1,11 @@
 //! The command line of `baton-signal`.
 
-use crate::backend::Backend;
+use crate::context::Context;
 use crate::store::{validate_signal_name, Policy, Signal, DEFAULT_TTL};
 use baton_core::cli::SiteArgs;
-use baton_core::error::{finish, found, parse_args, stdout_error, EXIT_FALSE, EXIT_TRUE};
+use baton_core::error::{
+    finish, found, parse_args, stdout_error, ExitStatus, EXIT_FALSE, EXIT_TRUE,
+};
 use baton_core::{name, Duration, Result};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -82,7 +84,7 @@ fn signal_name(text: &str, canonify: bool) -> Result<String> {
     Ok(n)
 }
 
-fn run(cli: SignalCli) -> Result<u8> {
+fn run(cli: SignalCli) -> Result<ExitStatus> {
     match cli.command {
         Command::Raise {
             name,
@@ -93,10 +95,10 @@ fn run(cli: SignalCli) -> Result<u8> {
             site,
         } => {
             let name = signal_name(&name, canonify)?;
-            let site = site.resolve()?;
-            let store = Backend::open(&site)?;
+            let ctx = Context::resolve(&site)?;
             let run = run.filter(|r| !r.is_empty());
-            store.raise(&name, site.clock.now()?, ttl, policy, run.as_deref())?;
+            ctx.store()?
+                .raise(&name, ctx.now, ttl, policy, run.as_deref())?;
             Ok(EXIT_TRUE)
         }
         Command::Clear {
@@ -105,8 +107,8 @@ fn run(cli: SignalCli) -> Result<u8> {
             site,
         } => {
             let name = signal_name(&name, canonify)?;
-            let site = site.resolve()?;
-            let was = Backend::open(&site)?.clear(&name, site.clock.now()?)?;
+            let ctx = Context::resolve(&site)?;
+            let was = ctx.store()?.clear(&name, ctx.now)?;
             Ok(if was { EXIT_TRUE } else { EXIT_FALSE })
         }
         Command::List {
@@ -116,15 +118,11 @@ fn run(cli: SignalCli) -> Result<u8> {
             site,
         } => {
             let pattern = regex.as_deref().map(name::whole_name_regex).transpose()?;
-            let site = site.resolve()?;
-            site.warn_if_no_state_dir();
-            let listing = Backend::open(&site)?.live(site.clock.now()?)?;
+            let ctx = Context::resolve(&site)?;
+            ctx.site.warn_if_no_state_dir();
+            let listing = ctx.store()?.live(ctx.now, pattern.as_ref())?;
             crate::warn(&listing.problems);
-            let shown: Vec<&Signal> = listing
-                .signals
-                .iter()
-                .filter(|s| pattern.as_ref().is_none_or(|p| p.is_match(&s.name)))
-                .collect();
+            let shown: Vec<&Signal> = listing.signals.iter().collect();
             let mut out = std::io::stdout().lock();
             if json {
                 let text = serde_json::to_string(&shown)

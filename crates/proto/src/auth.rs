@@ -8,7 +8,6 @@ use baton_core::{Error, Result};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -53,9 +52,8 @@ pub fn validate_key_id(id: &str) -> Result<()> {
 /// `n` random bytes from the kernel.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| Error::new(format!("cannot read /dev/urandom: {e}")))?;
+    getrandom::fill(&mut buf)
+        .map_err(|e| Error::new(format!("cannot get random bytes from the kernel: {e}")))?;
     Ok(buf)
 }
 

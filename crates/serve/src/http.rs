@@ -348,26 +348,26 @@ pub fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<rustls::ServerConfig>> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io("read", p, e));
-    let cert_pem = read(cert)?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem_error = |p: &std::path::Path, e| Error::new(format!("{}: not PEM: {e}", p.display()));
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_error(cert, e))?
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::new(format!("{}: not PEM: {e}", cert.display())))?;
+        .map_err(|e| pem_error(cert, e))?;
     if certs.is_empty() {
         return Err(Error::new(format!(
             "{}: no PEM certificate found",
             cert.display()
         )));
     }
-    let key_pem = read(key)?;
-    let private_key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| Error::new(format!("{}: not PEM: {e}", key.display())))?
-        .ok_or_else(|| {
-            Error::new(format!(
-                "{}: no unencrypted private key found",
-                key.display()
-            ))
-        })?;
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => Error::new(format!(
+            "{}: no unencrypted private key found",
+            key.display()
+        )),
+        e => pem_error(key, e),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -450,8 +450,8 @@ mod fuzz_http {
 
         #[test]
         fn fuzz_queries_and_auth_never_panic(text in ".{0,80}") {
-            let _ = crate::serve::query_param(&text, "match");
-            let _ = crate::auth::Verifier::new(crate::auth::KeyRing::default(), 300).verify(&text, "GET", "/", 0);
+            let _ = baton_proto::query_param(&text, "match");
+            let _ = baton_proto::auth::Verifier::new(baton_proto::auth::KeyRing::default(), 300).verify(&text, "GET", "/", 0);
         }
     }
 }
