@@ -178,6 +178,9 @@ impl Cluster {
                     name: name.to_string(),
                     ..host
                 };
+                // As an install leaves a host: its state dir exists, so readers have no
+                // missing state dir to warn about.
+                std::fs::create_dir(host.state()).unwrap();
                 let key = baton("baton-serve")
                     .args(["--keygen", name])
                     .run()

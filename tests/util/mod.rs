@@ -150,13 +150,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// A host as an install leaves it: its state dir exists (and is empty).
     pub fn new(name: &str) -> Host {
-        let dir = TestDir::new(name);
-        std::fs::create_dir(dir.join("state")).unwrap();
         Host {
             name: name.to_string(),
-            dir,
+            dir: TestDir::new(name),
         }
     }
 
