@@ -51,6 +51,7 @@ fuzz:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	sh bin/check-deps
 
 fmt:
 	$(CARGO) fmt --all

@@ -21,9 +21,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Whatever BATON_* the caller's shell holds (a store, a key, a host) is not the demo's.
+for v in $(env | sed -n 's/^\(BATON_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 export PATH="$bin:$repo/bin:$work/jobs:/usr/bin:/bin" TZ=UTC
 export BATON_NOW="$work/now" BATON_PEERS="$work/peers" JOURNAL="$work/journal"
-unset BATON_HOST BATON_STATE_DIR BATON_KEY BATON_ACCESS BATON_KEYS 2>/dev/null || true
 hosts="Host1 Host2 Host3 Host4 Host5"
 
 # Stand-in jobs: log to the journal; fail while ./fail_NAME holds a positive count.

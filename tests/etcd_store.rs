@@ -159,8 +159,12 @@ fn wait_on_etcd_wakes_on_the_write_not_the_next_poll() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let it make its first read and start watching.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // It has made its first read (and found nothing) once it watches.
+    crate::util::wait_until(
+        "baton-query to start watching etcd",
+        std::time::Duration::from_secs(30),
+        || etcd.watchers(0) > 0,
+    );
     let mut raise = std::process::Command::new(crate::util::bin("baton-signal"));
     crate::util::without_baton_env(&mut raise);
     let ok = raise

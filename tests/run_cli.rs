@@ -167,12 +167,10 @@ fn ifelapsed_runs_once_per_window() {
 fn a_second_tick_while_running_is_refused() {
     let h = Host::new("h");
     let script = "touch started; i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done";
-    let mut first = std::process::Command::new(crate::util::bin("baton-run"))
+    let mut first = h
+        .at("baton-run", T0)
         .args(["--lock", "single", "--", "sh", "-c", script])
-        .current_dir(&h.dir.path)
-        .env("BATON_STATE_DIR", h.state())
-        .env("BATON_HOST", "h")
-        .env("BATON_NOW", T0)
+        .cmd
         .spawn()
         .unwrap();
     wait_until("the first run to start", Duration::from_secs(20), || {
@@ -221,14 +219,12 @@ fn timeout_kills_the_whole_process_group() {
 fn expireafter_kills_a_stuck_run_and_proceeds() {
     let h = Host::new("h");
     let stuck = "echo $$ > stuck.pid; sleep 300 & echo $! > stuck_child.pid; touch started; wait";
-    let first = std::process::Command::new(crate::util::bin("baton-run"))
+    let first = h
+        .at("baton-run", T0)
         .args([
             "--lock", "nightly", "--grace", "1s", "--", "sh", "-c", stuck,
         ])
-        .current_dir(&h.dir.path)
-        .env("BATON_STATE_DIR", h.state())
-        .env("BATON_HOST", "h")
-        .env("BATON_NOW", T0)
+        .cmd
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -387,4 +383,55 @@ fn bad_input() {
     .run()
     .error("baton-run", "invalid store");
     assert!(!h.dir.join("ran").exists());
+}
+
+#[test]
+fn a_job_acts_on_its_runners_clock_host_state_dir_and_store() {
+    let h = Host::new("runner");
+    let bins = crate::util::bin("baton-if").parent().unwrap().to_path_buf();
+    let job =
+        "baton-signal raise from_job && echo \"$BATON_NOW|$BATON_HOST|$BATON_STATE_DIR\" > env.txt";
+    // Flags only, nothing in the environment: the job must still agree with its runner.
+    let mut run =
+        crate::util::baton("baton-run").env("PATH", format!("{}:/usr/bin:/bin", bins.display()));
+    run.cmd.current_dir(&h.dir.path);
+    run.args([
+        "--at",
+        "2012-01-24 16:00",
+        "--host",
+        "runner",
+        "--state-dir",
+    ])
+    .arg(h.state())
+    .args(["--lock", "j", "--", "sh", "-c", job])
+    .run()
+    .status(0);
+    let env = std::fs::read_to_string(h.dir.join("env.txt")).unwrap();
+    assert_eq!(
+        env.trim(),
+        format!("2012-01-24T16:00:00Z|runner|{}", h.state().display())
+    );
+    let listed = h
+        .at("baton-signal", "2012-01-24T16:00:00Z")
+        .args(["list", "--json"])
+        .run()
+        .status(0);
+    let signals: serde_json::Value = serde_json::from_str(&listed.stdout()).unwrap();
+    assert_eq!(signals[0]["name"], "from_job");
+    assert_eq!(
+        signals[0]["set_at"], "2012-01-24T16:00:00Z",
+        "raised at --at"
+    );
+    assert_eq!(signals[0]["host"], "runner");
+
+    // A clock file is handed on as the file, so the job's clock moves with the runner's.
+    h.set_clock("2012-01-24T17:00:00Z");
+    let clock = h.dir.join("now");
+    h.at("baton-run", &clock.display().to_string())
+        .env("PATH", format!("{}:/usr/bin:/bin", bins.display()))
+        .args(["--lock", "k", "--", "sh", "-c", job])
+        .run()
+        .status(0);
+    let env = std::fs::read_to_string(h.dir.join("env.txt")).unwrap();
+    assert!(env.starts_with(&format!("{}|", clock.display())), "{env}");
 }

@@ -183,6 +183,7 @@ fn fifty_concurrent_writers_lose_nothing() {
     let mut children = Vec::new();
     let spawn = |args: Vec<String>| {
         let mut c = Command::new(crate::util::bin("baton-signal"));
+        crate::util::without_baton_env(&mut c);
         c.args(&args)
             .env("BATON_STATE_DIR", h.state())
             .env("BATON_HOST", "h")

@@ -22,15 +22,21 @@ fn free_port(ip: &str) -> u16 {
         .port()
 }
 
-fn healthy(addr: &str) -> bool {
+/// A plain-HTTP GET of `path` from an etcd member; empty when it does not answer.
+fn get(addr: &str, path: &str) -> String {
     let Ok(mut s) = TcpStream::connect(addr) else {
-        return false;
+        return String::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(request.as_bytes());
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.contains("\"health\":\"true\"")
+    out
+}
+
+fn healthy(addr: &str) -> bool {
+    get(addr, "/health").contains("\"health\":\"true\"")
 }
 
 impl EtcdCluster {
@@ -138,6 +144,15 @@ impl EtcdCluster {
     /// The store URL naming every member.
     pub fn url(&self) -> String {
         format!("etcd://{}", self.client_addrs.join(","))
+    }
+
+    /// How many watchers member `i` has open (its `etcd_debugging_mvcc_watcher_total`).
+    pub fn watchers(&self, i: usize) -> u64 {
+        get(&self.client_addrs[i], "/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
     }
 
     /// Kill member `i` (SIGKILL).
