@@ -1,6 +1,7 @@
 //! The command line of `baton-query`.
 
-use crate::client::{Client, Peers, Target};
+use crate::cfengine::{self, CfClient};
+use crate::client::{ask_each, Client, Peers, Target};
 use crate::tls;
 use baton_core::clock::{format_time, parse_time, Deadline};
 use baton_core::error::{
@@ -92,7 +93,13 @@ pub struct QueryCli {
     #[arg(long, value_name = "URL", env = "BATON_STORE")]
     pub store: Option<String>,
 
+    /// For cfengine:// hosts: the CFEngine work dir holding this host's key pair and the
+    /// keys it trusts (ppkeys/)
+    #[arg(long, value_name = "DIR", env = "BATON_CFENGINE_WORKDIR", default_value = cfengine::keys::DEFAULT_WORKDIR)]
+    pub cfengine_workdir: PathBuf,
+
     /// The hosts to ask: names (looked up in --peers), addresses, or URLs
+    /// (cfengine://HOST[:PORT] asks a CFEngine host's cf-serverd for persistent classes)
     #[arg(value_name = "HOST[:PORT]", num_args = 1.., required = true)]
     pub hosts: Vec<String>,
 
@@ -114,6 +121,49 @@ struct Found<'a> {
     target: &'a Target,
     class: String,
     signal: PeerSignal,
+    /// False for CFEngine hosts, which tell no times.
+    timed: bool,
+}
+
+/// A host to ask and how: Baton's peer protocol (or a shared store), or a CFEngine
+/// host's cf-serverd.
+struct Asked {
+    target: Target,
+    cfengine: bool,
+}
+
+impl Asked {
+    fn label(&self, store: bool) -> String {
+        match (self.cfengine, store, &self.target.name) {
+            (true, _, _) => {
+                let url = format!("{}{}", cfengine::SCHEME, self.target.label());
+                match self.target.written == url {
+                    true => url,
+                    false => format!("{} ({url})", self.target.written),
+                }
+            }
+            (false, true, Some(name)) => name.clone(),
+            (false, true, None) => self.target.host.clone(),
+            (false, false, _) => self.target.describe(),
+        }
+    }
+}
+
+/// CFEngine hosts tell class names only: refuse what needs a time, before asking.
+fn check_cfengine_options(cli: &QueryCli, pattern: &str) -> Result<()> {
+    let timed = cli.newer_than.is_some()
+        || cli.since.is_some()
+        || cli
+            .format
+            .as_deref()
+            .is_some_and(|f| f.contains("{set_at}") || f.contains("{expires_at}"));
+    if timed {
+        return Err(Error::new(
+            "cfengine:// hosts tell no times: drop --newer-than, --since and {set_at}/{expires_at} \
+             (ask those hosts in a baton-query of their own)",
+        ));
+    }
+    cfengine::check_pattern(pattern)
 }
 
 fn run(cli: QueryCli) -> Result<ExitStatus> {
@@ -127,8 +177,28 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
     };
     let targets = hosts
         .iter()
-        .map(|h| peers.target(h, https))
+        .map(
+            |h| match cfengine::parse_target(peers.address(h).unwrap_or(h)) {
+                Some(t) => t.map(|mut target| {
+                    // A name from the peers file is the host's name for {host}.
+                    target.name = peers.address(h).map(|_| h.to_string());
+                    target.written = h.to_string();
+                    Asked {
+                        target,
+                        cfengine: true,
+                    }
+                }),
+                None => peers.target(h, https).map(|target| Asked {
+                    target,
+                    cfengine: false,
+                }),
+            },
+        )
         .collect::<Result<Vec<_>>>()?;
+    let any_cfengine = targets.iter().any(|t| t.cfengine);
+    if any_cfengine {
+        check_cfengine_options(&cli, pattern)?;
+    }
     if let Some(p) = &cli.prefix {
         let probe = p.replace("{host}", "h");
         name::validate(&probe).map_err(|e| e.context("--prefix"))?;
@@ -159,12 +229,14 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
     let clock = Clock::resolve(cli.at.as_deref())?;
     let client = Client::new(key, tls, cli.timeout.std(), clock.clone());
     let etcd = match cli.store.as_deref().filter(|s| !s.is_empty()) {
-        Some(url) => Some(baton_store::backend::open_shared(
-            url,
-            "",
-            cli.timeout.std(),
-        )?),
-        None => None,
+        Some(url) if targets.iter().any(|t| !t.cfengine) => Some(
+            baton_store::backend::open_shared(url, "", cli.timeout.std())?,
+        ),
+        _ => None,
+    };
+    let cf = match any_cfengine {
+        true => Some(CfClient::new(&cli.cfengine_workdir, cli.timeout.std())?),
+        false => None,
     };
 
     let deadline = cli
@@ -173,14 +245,17 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
         .transpose()?;
     let mut pause = cli.interval.std();
     let (found, hosts_matched, failures) = loop {
-        let answers = match &etcd {
-            Some(store) => ask_store(store.as_ref(), &targets, &clock)?,
-            None => client.ask_all(&targets, pattern),
-        };
+        let now = clock.now()?;
+        let answers = ask_each(&targets, |t| match (&cf, &etcd) {
+            (Some(cf), _) if t.cfengine => ask_cfengine(cf, &t.target, pattern, now),
+            (_, Some(store)) => ask_store(store.as_ref(), &t.target, now),
+            _ => client.ask(&t.target, pattern),
+        });
         let mut found = Vec::new();
         let mut failures = Vec::new();
         let mut hosts_matched = 0;
-        for (target, answer) in targets.iter().zip(answers) {
+        for (asked, answer) in targets.iter().zip(answers) {
+            let target = &asked.target;
             match answer {
                 Ok(reply) => {
                     let before = found.len();
@@ -192,17 +267,14 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
                                 target,
                                 class: class_of(&cli.prefix, target, &signal.name),
                                 signal,
+                                timed: !asked.cfengine,
                             });
                         }
                     }
                     hosts_matched += usize::from(found.len() > before);
                 }
                 Err(why) => {
-                    let label = match (&etcd, &target.name) {
-                        (Some(_), Some(name)) => name.clone(),
-                        (Some(_), None) => target.host.clone(),
-                        (None, _) => target.describe(),
-                    };
+                    let label = asked.label(etcd.is_some());
                     let hint = match (&etcd, &target.name, &cli.peers) {
                         (None, None, Some(path)) if why.contains("resolve") => {
                             format!(" (and it is not in the peers file {})", path.display())
@@ -244,27 +316,50 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
     Ok(verdict(hosts_matched, failures.len(), cli.min))
 }
 
-/// Each host's live signals straight from a shared store, as a peer's answer would carry
+/// A host's live signals straight from a shared store, as a peer's answer would carry
 /// them (the caller filters by pattern). An unreachable store is every host's failure.
 fn ask_store(
     store: &dyn SignalStore,
-    targets: &[Target],
-    clock: &Clock,
-) -> Result<Vec<std::result::Result<SignalsReply, String>>> {
-    let now = clock.now()?;
-    Ok(targets
-        .iter()
-        .map(|t| {
-            let host = t.name.clone().unwrap_or_else(|| t.host.clone());
-            let listing = store.live_of(&host, now, None).map_err(|e| e.message)?;
-            Ok(SignalsReply {
-                version: baton_proto::API_VERSION,
-                host,
-                now,
-                signals: listing.signals.iter().map(PeerSignal::from).collect(),
-            })
+    t: &Target,
+    now: DateTime<Utc>,
+) -> std::result::Result<SignalsReply, String> {
+    let host = t.name.clone().unwrap_or_else(|| t.host.clone());
+    let listing = store.live_of(&host, now, None).map_err(|e| e.message)?;
+    Ok(SignalsReply {
+        version: baton_proto::API_VERSION,
+        host,
+        now,
+        signals: listing.signals.iter().map(PeerSignal::from).collect(),
+    })
+}
+
+/// A CFEngine host's matching persistent classes, as a reply without times (the times
+/// are never printed: see `Found::timed`).
+fn ask_cfengine(
+    cf: &CfClient,
+    t: &Target,
+    pattern: &str,
+    now: DateTime<Utc>,
+) -> std::result::Result<SignalsReply, String> {
+    let host = t.label();
+    let signals = cf
+        .ask(t, pattern)?
+        .into_iter()
+        .filter(|name| name::validate(name).is_ok())
+        .map(|name| PeerSignal {
+            name,
+            host: host.clone(),
+            set_at: now,
+            expires_at: now,
+            run: None,
         })
-        .collect())
+        .collect();
+    Ok(SignalsReply {
+        version: baton_proto::API_VERSION,
+        host,
+        now,
+        signals,
+    })
 }
 
 /// Three-valued, as a sysadmin reads it: yes when enough hosts matched whatever the
@@ -304,12 +399,13 @@ fn print(cli: &QueryCli, found: &[Found]) -> Result<()> {
         let items: Vec<_> = found
             .iter()
             .map(|f| {
+                let time = |t| f.timed.then(|| format_time(t));
                 serde_json::json!({
                     "host": f.target.label(),
                     "class": f.class,
                     "name": f.signal.name,
-                    "set_at": format_time(f.signal.set_at),
-                    "expires_at": format_time(f.signal.expires_at),
+                    "set_at": time(f.signal.set_at),
+                    "expires_at": time(f.signal.expires_at),
                     "run": f.signal.run,
                 })
             })

@@ -140,7 +140,11 @@ impl Peers {
                     i + 1
                 )));
             }
-            Target::parse(addr, false).map_err(|e| e.context(format!("line {}", i + 1)))?;
+            match crate::cfengine::parse_target(addr) {
+                Some(t) => t.map(|_| ()),
+                None => Target::parse(addr, false).map(|_| ()),
+            }
+            .map_err(|e| e.context(format!("line {}", i + 1)))?;
             entries.push((name.to_string(), addr.to_string()));
         }
         Ok(Peers { entries })
@@ -150,6 +154,14 @@ impl Peers {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::io("read peers file", path, e))?;
         Peers::parse(&text).map_err(|e| e.context(format!("peers file {}", path.display())))
+    }
+
+    /// The address the file gives `name`, as written (`cfengine://...` included).
+    pub fn address(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.as_str())
     }
 
     /// The target for `name`: its address from the file, keeping `name` for `{host}`;
@@ -303,25 +315,33 @@ impl Client {
         targets: &[Target],
         pattern: &str,
     ) -> Vec<std::result::Result<SignalsReply, String>> {
-        let next = AtomicUsize::new(0);
-        let answers = std::sync::Mutex::new(vec![None; targets.len()]);
-        std::thread::scope(|scope| {
-            for _ in 0..targets.len().min(MAX_IN_FLIGHT) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(target) = targets.get(i) else { break };
-                    let answer = self.ask(target, pattern);
-                    answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
-                });
-            }
-        });
-        answers
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err("not asked".into())))
-            .collect()
+        ask_each(targets, |t| self.ask(t, pattern))
     }
+}
+
+/// Ask every target with `ask`, at most [`MAX_IN_FLIGHT`] at a time; answers in order.
+pub fn ask_each<T: Sync>(
+    targets: &[T],
+    ask: impl Fn(&T) -> std::result::Result<SignalsReply, String> + Sync,
+) -> Vec<std::result::Result<SignalsReply, String>> {
+    let next = AtomicUsize::new(0);
+    let answers = std::sync::Mutex::new(vec![None; targets.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..targets.len().min(MAX_IN_FLIGHT) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else { break };
+                let answer = ask(target);
+                answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
+            });
+        }
+    });
+    answers
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err("not asked".into())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -347,6 +367,10 @@ mod tests {
             .starts_with("line 1"));
         assert!(Peers::parse("a b c").is_err());
         assert!(Peers::parse("a 1.2.3.4:0").is_err());
+        let cf = Peers::parse("Host2 cfengine://127.0.0.62\n").unwrap();
+        assert_eq!(cf.address("Host2"), Some("cfengine://127.0.0.62"));
+        assert_eq!(cf.address("Host3"), None);
+        assert!(Peers::parse("Host2 cfengine://").is_err());
     }
 
     #[test]

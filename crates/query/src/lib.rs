@@ -4,6 +4,7 @@
 //! It does not touch the local state dir: what it learns goes to stdout, for `baton-if
 //! --stdin` or a shell script to decide on.
 
+pub mod cfengine;
 pub mod cli;
 pub mod client;
 pub mod tls;
