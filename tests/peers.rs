@@ -8,7 +8,7 @@ use std::time::Duration;
 const T0: &str = "2012-01-24T16:47:00Z";
 
 /// A host with `signals` raised at T0 (for an hour) and its server on `ip`.
-fn upstream(
+pub(crate) fn upstream(
     name: &str,
     ip: &str,
     access: &str,

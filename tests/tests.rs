@@ -2,6 +2,7 @@
 
 mod util;
 
+mod cfengine;
 mod classes_cli;
 mod crash;
 mod etcd_store;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cfengine;
 pub mod cluster;
 pub mod etcd;
 
