@@ -73,6 +73,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/baton-*.fish
 	rm -f $(DESTDIR)$(PREFIX)/lib/systemd/system/baton-serve.service
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/baton
+	rm -rf $(DESTDIR)$(PREFIX)/share/baton/cfengine
 
 # A Debian package of the release binaries: target/deb/baton_VERSION_ARCH.deb.
 deb: release gen

@@ -59,6 +59,10 @@ for f in "$gen"/fish/*; do install -m 644 "$f" "$DESTDIR$FISHDIR/"; done
 d "$DOCDIR"
 install -m 644 "$repo/README.md" "$repo"/docs/*.md "$DESTDIR$DOCDIR/"
 
+# CFEngine policy for sites that run CFEngine (docs/cfengine.md).
+d "$PREFIX/share/baton/cfengine"
+install -m 644 "$repo"/contrib/cfengine/*.cf "$DESTDIR$PREFIX/share/baton/cfengine/"
+
 d "$UNITDIR"
 subst "$here/baton-serve.service.in" > "$DESTDIR$UNITDIR/baton-serve.service"
 chmod 644 "$DESTDIR$UNITDIR/baton-serve.service"
