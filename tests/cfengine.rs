@@ -301,7 +301,7 @@ fn the_and_fan_in_over_cfengine_and_baton_upstreams() {
         .env("BATON_CFENGINE_WORKDIR", client.work())
         .args(["--timeout", "5s"])
         .run()
-        .error("baton-query", "cannot ask cfengine://127.0.0.63");
+        .error("baton-query", "cannot ask Host2 (cfengine://127.0.0.63:");
 }
 
 /// A cf-agent policy using contrib/cfengine: `body` is the main bundle's body.
