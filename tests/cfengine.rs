@@ -87,6 +87,7 @@ fn a_baton_host_follows_a_cfengine_hosts_persistent_class() {
     );
     // Host2's crontab line, following Host1's persistent class through its cf-serverd.
     let host2 = Host::new("host2");
+    std::fs::create_dir_all(host2.state()).unwrap();
     let line = format!(
         "baton-query --prefix hostX {} 'did.*' | baton-if --stdin 'hostX_did_my_job' \
          && baton-run -q --ifelapsed 100 -- sh -c 'echo follow_up >> journal'",
@@ -235,6 +236,7 @@ fn the_and_fan_in_over_cfengine_and_baton_upstreams() {
     let (_h3, s3) = baton_upstream("Host3", "127.0.0.64", &["did_my_job"]);
     let (h4, s4) = baton_upstream("Host4", "127.0.0.65", &[]);
     let host5 = Host::new("Host5");
+    std::fs::create_dir_all(host5.state()).unwrap();
     let peers = host5.dir.join("peers");
     std::fs::write(
         &peers,
