@@ -10,4 +10,5 @@ mod package;
 mod peers;
 mod run_cli;
 mod signal_cli;
+mod time;
 mod workflows;

@@ -48,6 +48,16 @@ Europe/Berlin 2024-03-31T01:00:00Z
 Europe/Berlin 2024-10-27T00:30:00Z
 Europe/Berlin 2024-10-27T01:30:00Z
 Europe/Berlin 2024-12-31T23:30:00Z
+Europe/Berlin 2023-10-29T00:30:00Z
+Europe/Berlin 2023-10-29T01:30:00Z
+Australia/Sydney 2024-04-06T15:30:00Z
+Australia/Sydney 2024-04-06T16:30:00Z
+Australia/Sydney 2024-10-05T15:59:59Z
+Australia/Sydney 2024-10-05T16:00:00Z
+America/Santiago 2024-04-07T02:30:00Z
+America/Santiago 2024-04-07T03:30:00Z
+America/Santiago 2024-09-08T03:59:59Z
+America/Santiago 2024-09-08T04:00:00Z
 Asia/Kolkata 2024-06-15T18:29:59Z
 Asia/Kolkata 2024-06-15T18:30:00Z
 Asia/Kolkata 2024-12-31T18:45:00Z

@@ -28,6 +28,7 @@ echo "$now $BATON_HOST $name${*:+ $*}" >> "$JOURNAL"
 
 const JOB_NAMES: &[&str] = &[
     "my_job",
+    "nightly_job",
     "do_my_job_bundle",
     "do_my_job_bundle1",
     "do_my_job_bundle2",
@@ -150,6 +151,9 @@ pub struct Cluster {
     background_lines: Vec<String>,
     /// BATON_STORE for every crontab line (an etcd URL), if set.
     store: Option<String>,
+    /// TZ for every crontab line (schedule fields are still read in UTC: the guide's
+    /// lines that run in other zones tick every five minutes).
+    tz: String,
     pub now: DateTime<Utc>,
 }
 
@@ -225,6 +229,7 @@ impl Cluster {
             background: Vec::new(),
             background_lines: Vec::new(),
             store: None,
+            tz: "UTC".to_string(),
             now: start,
         }
     }
@@ -233,6 +238,11 @@ impl Cluster {
     /// only change a crontab needs).
     pub fn use_store(&mut self, url: &str) {
         self.store = Some(url.to_string());
+    }
+
+    /// Run every crontab line in time zone `tz`.
+    pub fn set_tz(&mut self, tz: &str) {
+        self.tz = tz.to_string();
     }
 
     /// Leave crontab lines containing `marker` running in the background when they
@@ -315,7 +325,7 @@ impl Cluster {
                     .arg(&line.command)
                     .current_dir(&h.host.dir.path)
                     .env("PATH", &path)
-                    .env("TZ", "UTC")
+                    .env("TZ", &self.tz)
                     .env("BATON_HOST", &h.host.name)
                     .env("BATON_STATE_DIR", h.host.state())
                     .env("BATON_NOW", h.host.dir.join("now"))

@@ -45,13 +45,6 @@ pub struct Site {
 impl SiteArgs {
     pub fn resolve(&self) -> Result<Site> {
         let clock = Clock::resolve(self.at.as_deref())?;
-        if let Some(why) = std::env::var("TZ")
-            .ok()
-            .as_deref()
-            .and_then(crate::tz::check_tz)
-        {
-            crate::error::warn(&why);
-        }
         let host = match &self.host {
             Some(h) => check_host(h)?,
             None => system_host_name(),

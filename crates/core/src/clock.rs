@@ -3,7 +3,7 @@
 //! clock on its own, so a test can drive a simulated day through every binary.
 
 use crate::error::{Error, Result};
-use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use std::path::PathBuf;
 
 /// The environment variable that sets the clock when `--at` is not given.
@@ -25,6 +25,14 @@ impl Clock {
     /// The clock a binary uses: `at` (from `--at`) wins, then `BATON_NOW`, then the
     /// system clock. A bad value is an error now, not at the first reading.
     pub fn resolve(at: Option<&str>) -> Result<Clock> {
+        // Every local time (classes, `--at`, `--once-per '{day}'`) is read in `TZ`.
+        if let Some(why) = std::env::var("TZ")
+            .ok()
+            .as_deref()
+            .and_then(crate::tz::check_tz)
+        {
+            crate::error::warn(&why);
+        }
         if let Some(text) = at {
             return parse_time(text)
                 .map(Clock::Fixed)
@@ -154,10 +162,47 @@ fn parse_any_time(text: &str) -> Result<DateTime<Utc>> {
     .ok_or_else(|| bad("unrecognised format"))?;
     match Local.from_local_datetime(&naive) {
         LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
-        // In the hour a DST change repeats, take the first, as `date -d` does.
-        LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
-        LocalResult::None => Err(bad("this local time does not exist (a DST gap)")),
+        // In the hour a DST change repeats, take the first instant (docs/time.md). chrono
+        // lists the two candidates in offset order, not in time order: compare them.
+        LocalResult::Ambiguous(a, b) => Ok(a.with_timezone(&Utc).min(b.with_timezone(&Utc))),
+        LocalResult::None => Err(Error::new(format!(
+            "invalid time '{text}': TZ skips this local time (a DST change); give a time after the change, or RFC 3339 with its offset"
+        ))),
     }
+}
+
+/// How far in the future of the reading clock a stamp may be and still count as this
+/// clock's own: the drift of a host that NTP keeps in step, and a cron tick's slack.
+pub const STEP_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// Whether `stamp` (a record's time: a signal's `set_at`, a job's last start, a running
+/// job's start) is further in the future of `now` than [`STEP_TOLERANCE`]: the clock that
+/// wrote it has since stepped back, or runs ahead of the reader's. Such a record's age
+/// is unknown; docs/time.md says what each kind of record then means.
+pub fn stepped(stamp: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    stamp > now + STEP_TOLERANCE
+}
+
+/// Whether a signal set at `set_at` and expiring at `expires_at` is live at `now`, the
+/// clock of the host (or store) that holds it: before its expiry, and not stamped in the
+/// future (a record from a clock since stepped back would otherwise live on until real
+/// time caught up with it: it is taken to have expired with the step).
+pub fn live(set_at: DateTime<Utc>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now < expires_at && !stepped(set_at, now)
+}
+
+/// Whether a live signal set at `set_at` passes the freshness filters at `now` (the
+/// holder's clock): set less than `newer_than` ago, and at or after `since`. A stamp in
+/// the future (within [`STEP_TOLERANCE`]) counts as just set, never as fresher than that.
+pub fn fresh(
+    set_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    newer_than: Option<crate::Duration>,
+    since: Option<DateTime<Utc>>,
+) -> bool {
+    !stepped(set_at, now)
+        && newer_than.is_none_or(|d| now - set_at < d.chrono())
+        && since.is_none_or(|t| set_at >= t)
 }
 
 /// The form Baton writes times in: RFC 3339 in UTC, to the second.

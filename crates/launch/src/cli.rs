@@ -70,7 +70,8 @@ pub struct RunCli {
     #[arg(long, value_enum, default_value_t = Policy::Reset)]
     pub policy: Policy,
 
-    /// Run at most once per distinct KEY that succeeded (e.g. the upstream signal's set_at)
+    /// Run at most once per distinct KEY that succeeded: the upstream signal's set_at, or a
+    /// calendar period in TZ with {day}, {week}, {month}, {year} or {hour}
     #[arg(long, value_name = "KEY")]
     pub once_per: Option<String>,
 
@@ -114,8 +115,12 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
     if let Some(job) = &cli.history {
         return print_history(&cli, job);
     }
-    let spec = spec_from(&cli)?;
+    let mut spec = spec_from(&cli)?;
     let ctx = Context::resolve(&cli.site)?;
+    // Calendar placeholders are read on the run's clock reading, in TZ.
+    if let Some(template) = &spec.once_per {
+        spec.once_per = Some(crate::once_per::expand(template, ctx.now)?);
+    }
     let report = run_job(&spec, &ctx)?;
     let mut err = std::io::stderr().lock();
     for alert in &report.alerts {
@@ -153,6 +158,9 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
         return Err(Error::new(
             "--once-per KEY is empty (did the command that computes it fail?)",
         ));
+    }
+    if let Some(template) = &cli.once_per {
+        crate::once_per::check(template)?;
     }
     if cli.keep_logs == 0 {
         return Err(Error::new("--keep-logs must be at least 1"));

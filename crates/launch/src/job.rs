@@ -1,6 +1,7 @@
 //! A job's identity and its state record, `STATE_DIR/jobs/JOB.json`, written only by the
 //! holder of the job's lock, `STATE_DIR/jobs/JOB.lock`.
 
+use baton_core::clock::{format_time, stepped};
 use baton_core::fsutil::{ensure_dir, write_atomic};
 use baton_core::{name, Error, Result};
 use chrono::{DateTime, Utc};
@@ -117,6 +118,21 @@ impl JobState {
             }),
             Err(e) => Err(Error::io("read", &paths.state, e)),
         }
+    }
+
+    /// Forget a last start stamped in the future of `now` beyond the tolerance: the clock
+    /// stepped back since that run, so its age is unknown, and holding the job to it would
+    /// skip every tick until real time caught up. The job is not delayed at all then (never
+    /// by more than its `--ifelapsed`); the returned line says why (docs/time.md).
+    pub fn forget_stepped_start(&mut self, now: DateTime<Utc>) -> Option<String> {
+        let last = self.last_start.filter(|&t| stepped(t, now))?;
+        self.last_start = None;
+        Some(format!(
+            "{}: its last start, {}, is in the future of this clock ({}): the clock stepped back since; not holding the job to it",
+            self.job,
+            format_time(last),
+            format_time(now)
+        ))
     }
 
     pub fn save(&self, paths: &JobPaths) -> Result<()> {

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod history;
 pub mod job;
+pub mod once_per;
 pub mod process;
 pub mod runner;
 

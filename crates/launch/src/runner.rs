@@ -6,7 +6,7 @@ use crate::history::{self, Outcome, Record, HISTORY_VERSION};
 use crate::job::{JobPaths, JobState, Running};
 use crate::process::{self, Ending};
 use baton_core::cli::Site;
-use baton_core::clock::format_time;
+use baton_core::clock::{format_time, stepped};
 use baton_core::error::ExitStatus;
 use baton_core::lock::{lock_file, try_lock_file};
 use baton_core::{Duration, Error, Result};
@@ -86,14 +86,20 @@ pub fn run_job(spec: &RunSpec, ctx: &Context) -> Result<Report> {
         },
     };
     let mut state = JobState::load(&paths)?;
+    if spec.ifelapsed.is_some() {
+        alerts.extend(state.forget_stepped_start(now));
+    }
     if let Some(prev) = state.running.clone() {
         // The previous baton-run died while holding the lock; its command may live on.
         if process::live_members(prev.pgid) > 0 {
             if expired(spec, &prev, now) {
                 process::kill_group(prev.pgid, spec.grace.std());
                 alerts.push(format!(
-                    "killed orphaned run {} of {} (pid {}): running since {}, past --expireafter {}",
-                    prev.run, spec.job, prev.pid, format_time(prev.started),
+                    "killed orphaned run {} of {} (pid {}): {}, past --expireafter {}",
+                    prev.run,
+                    spec.job,
+                    prev.pid,
+                    running_since(&prev, now),
                     spec.expireafter.unwrap_or_default()
                 ));
             } else {
@@ -263,9 +269,26 @@ fn run_id(start: DateTime<Utc>) -> String {
     format!("{}-{}", start.format("%Y%m%dT%H%M%SZ"), std::process::id())
 }
 
+/// Whether a run holding the lock is past `--expireafter`. A start stamped in the future
+/// (the clock stepped back since) has an unknown age: it counts as past, so a stepped
+/// clock never delays the job by more than its `--expireafter` (docs/time.md).
 fn expired(spec: &RunSpec, running: &Running, now: DateTime<Utc>) -> bool {
-    spec.expireafter
-        .is_some_and(|limit| now >= running.started + limit.chrono())
+    spec.expireafter.is_some_and(|limit| {
+        now >= running.started + limit.chrono() || stepped(running.started, now)
+    })
+}
+
+/// How long a run has held the lock, as a message says it.
+fn running_since(running: &Running, now: DateTime<Utc>) -> String {
+    if stepped(running.started, now) {
+        format!(
+            "started at {}, in the future of this clock ({}): the clock stepped back since",
+            format_time(running.started),
+            format_time(now)
+        )
+    } else {
+        format!("running since {}", format_time(running.started))
+    }
 }
 
 /// With `--expireafter`, a run that has held the lock too long is killed and its lock
@@ -289,11 +312,11 @@ fn take_over(
     let wait = spec.grace.std() * 2 + std::time::Duration::from_secs(10);
     let lock = lock_file(&paths.lock, wait)?;
     alerts.push(format!(
-        "killed run {} of {} (pid {}): running since {}, past --expireafter {limit}",
+        "killed run {} of {} (pid {}): {}, past --expireafter {limit}",
         running.run,
         spec.job,
         running.pid,
-        format_time(running.started)
+        running_since(&running, now)
     ));
     Ok(Some(lock))
 }

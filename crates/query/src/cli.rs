@@ -3,7 +3,7 @@
 use crate::cfengine::{self, CfClient};
 use crate::client::{ask_each, Client, Peers, Target};
 use crate::tls;
-use baton_core::clock::{format_time, parse_time, Deadline};
+use baton_core::clock::{self, format_time, parse_time, Deadline};
 use baton_core::error::{
     finish, parse_args, stdout_error, ExitStatus, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE,
 };
@@ -248,7 +248,7 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
         let now = clock.now()?;
         let answers = ask_each(&targets, |t| match (&cf, &etcd) {
             (Some(cf), _) if t.cfengine => ask_cfengine(cf, &t.target, pattern, now),
-            (_, Some(store)) => ask_store(store.as_ref(), &t.target, now),
+            (_, Some(store)) => ask_store(store.as_ref(), &t.target, now, &clock),
             _ => client.ask(&t.target, pattern),
         });
         let mut found = Vec::new();
@@ -317,13 +317,22 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
 }
 
 /// A host's live signals straight from a shared store, as a peer's answer would carry
-/// them (the caller filters by pattern). An unreachable store is every host's failure.
+/// them, with the holder's clock as its `now` (the caller filters by pattern). An
+/// unreachable store is every host's failure.
 fn ask_store(
     store: &dyn SignalStore,
     t: &Target,
     now: DateTime<Utc>,
+    clock: &Clock,
 ) -> std::result::Result<SignalsReply, String> {
     let host = t.name.clone().unwrap_or_else(|| t.host.clone());
+    // The holder's clock, as baton-serve would answer with it. etcd's leases count real
+    // time, which a simulated clock (--at, BATON_NOW) does not follow: that clock then
+    // stands for every host's.
+    let now = match clock {
+        Clock::System => store.clock_of(&host, now).map_err(|e| e.message)?,
+        _ => now,
+    };
     let listing = store.live_of(&host, now, None).map_err(|e| e.message)?;
     Ok(SignalsReply {
         version: baton_proto::API_VERSION,
@@ -375,14 +384,16 @@ fn verdict(matched: usize, unreachable: usize, min: usize) -> ExitStatus {
     }
 }
 
+/// The one freshness judgement of a live signal, on every path (a peer's answer, a shared
+/// store): by the clock of whoever holds it, `holder_now`, which judged it live by the
+/// same rule (`clock::live`; docs/time.md).
 fn fresh(
     s: &PeerSignal,
-    peer_now: DateTime<Utc>,
+    holder_now: DateTime<Utc>,
     newer_than: Option<Duration>,
     since: Option<DateTime<Utc>>,
 ) -> bool {
-    newer_than.is_none_or(|d| peer_now - s.set_at < d.chrono())
-        && since.is_none_or(|t| s.set_at >= t)
+    clock::fresh(s.set_at, holder_now, newer_than, since)
 }
 
 /// CFEngine joins prefix and name with `_`.

@@ -43,6 +43,14 @@ pub trait SignalStore: Send + Sync {
     /// holds this host's alone and answers with them.
     fn live_of(&self, host: &str, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing>;
 
+    /// `host`'s clock when the reader's reads `now`: the clock by which the records of
+    /// `host` this store holds are judged (docs/time.md). A state dir holds this host's
+    /// records alone: `now`. etcd counts the time since each signal was written (its
+    /// lease): the newest signal's `set_at` plus that, whatever the two hosts' clocks say.
+    fn clock_of(&self, _host: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        Ok(now)
+    }
+
     /// Wait at most `limit` for a change to any host's signals, where the store can say
     /// (etcd's watch). Returns `Ok(true)` once it has waited, `Ok(false)` at once when it
     /// cannot watch: the caller then sleeps and polls.

@@ -1,8 +1,9 @@
 //! Signals kept in etcd instead of the state dir, through etcd's v3 HTTP/JSON gateway:
 //! one key per signal, `/baton/signals/HOST/NAME`, holding the same record as a file
-//! would, under a lease of the signal's time to live. Expiry is judged from the record
-//! by Baton's clock (so a simulated day works); the lease has etcd drop the key once the
-//! time to live has passed in real time.
+//! would, under a lease of the signal's time to live. Expiry and age are judged from the
+//! record at the holder's clock: a host's own, for its own signals; for another host's,
+//! the clock etcd's lease count gives ([`SignalStore::clock_of`], docs/time.md). The lease
+//! has etcd drop the key once the time to live has passed in real time.
 //!
 //! `etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]` (or `etcds://` for TLS, trusting
 //! `BATON_ETCD_CA`, presenting `BATON_ETCD_CERT`/`BATON_ETCD_KEY`). With several
@@ -276,6 +277,45 @@ impl Etcd {
         Ok(kvs(&answer).into_iter().next().map(|(_, v, rev)| (v, rev)))
     }
 
+    /// The values under `prefix`, each with the lease it was written under (if any).
+    fn range_prefix_leases(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Option<String>)>> {
+        let answer = self.call(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes()))}),
+        )?;
+        Ok(answer
+            .get("kvs")
+            .and_then(Value::as_array)
+            .map(|kvs| {
+                kvs.iter()
+                    .filter_map(|kv| {
+                        let value = unb64(kv.get("value").and_then(Value::as_str).unwrap_or(""))?;
+                        let lease = kv
+                            .get("lease")
+                            .and_then(Value::as_str)
+                            .filter(|l| *l != "0")
+                            .map(str::to_string);
+                        Some((value, lease))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// How many seconds etcd has counted since `lease` was granted, while it lives.
+    fn lease_elapsed(&self, lease: &str) -> Result<Option<i64>> {
+        let answer = self.call("/v3/lease/timetolive", &json!({"ID": lease}))?;
+        let number = |field: &str| {
+            answer
+                .get(field)
+                .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_i64()))
+        };
+        Ok(match (number("grantedTTL"), number("TTL")) {
+            (Some(granted), Some(left)) if left >= 0 => Some((granted - left).max(0)),
+            _ => None,
+        })
+    }
+
     fn grant(&self, ttl: Duration) -> Result<String> {
         let answer = self.call(
             "/v3/lease/grant",
@@ -402,6 +442,30 @@ impl EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// `host`'s clock now, as etcd can tell it: the newest of its signals' `set_at` plus
+    /// the time etcd counts since that signal's lease was granted (granted with the raise).
+    /// `None` when the host has no signal under a live lease.
+    fn clock_of_host(&self, host: &str) -> Result<Option<DateTime<Utc>>> {
+        let newest = self
+            .etcd
+            .range_prefix_leases(&format!("{PREFIX}{host}/"))?
+            .into_iter()
+            .filter_map(|(bytes, lease)| {
+                let s = serde_json::from_slice::<Signal>(&bytes).ok()?;
+                Some((s.set_at, lease?))
+            })
+            .max_by_key(|(set_at, _)| *set_at);
+        let Some((set_at, lease)) = newest else {
+            return Ok(None);
+        };
+        Ok(self
+            .etcd
+            .lease_elapsed(&lease)?
+            .map(|secs| set_at + chrono::TimeDelta::seconds(secs)))
+    }
+}
+
 fn push_record(listing: &mut Listing, key: &str, bytes: &[u8], now: DateTime<Utc>) {
     match serde_json::from_slice::<Signal>(bytes) {
         Ok(s) if s.version == RECORD_VERSION => {
@@ -471,6 +535,10 @@ impl SignalStore for EtcdStore {
 
     fn live_of(&self, host: &str, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
         self.live_of_host(host, now, pattern)
+    }
+
+    fn clock_of(&self, host: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        Ok(self.clock_of_host(host)?.unwrap_or(now))
     }
 
     fn watch(&self, limit: std::time::Duration) -> Result<bool> {

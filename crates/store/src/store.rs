@@ -77,8 +77,11 @@ impl Signal {
         })
     }
 
+    /// Whether the signal is live at `now`, the clock of the host or store that holds it
+    /// (the one rule, `clock::live`: a record stamped in the future has expired with the
+    /// step of the clock that wrote it).
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        now < self.expires_at
+        baton_core::clock::live(self.set_at, self.expires_at, now)
     }
 }
 
