@@ -6,7 +6,7 @@ CARGO ?= cargo
 # and a static binary starts about twice as fast as a dynamic one (see docs/performance.md).
 TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_DIR = target/$(TRIPLE)/release
-BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query
+BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query baton-promise
 SCRIPTS = baton-chain
 # Man pages and completions, generated from the clap definitions and docs/ (baton-gen).
 GEN_DIR = target/gen

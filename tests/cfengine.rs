@@ -441,3 +441,101 @@ fn a_cfengine_host_raises_a_baton_signal_only_in_the_run_that_succeeded() {
         Some("2012-01-24T16:05:00Z")
     );
 }
+
+#[test]
+fn a_cfengine_host_follows_a_baton_host_through_baton_promise() {
+    if !available() {
+        return;
+    }
+    let (up, server) = baton_upstream("host1", "127.0.0.67", &[]);
+    let cf2 = CfHost::new("cf-host2", "127.0.0.1");
+    let follow_up = job(&cf2, "follow_up");
+    let module = bin("baton-promise");
+    let policy = format!(
+        r#"promise agent baton_query {{ path => "{module}"; }}
+promise agent baton_signal {{ path => "{module}"; }}
+body common control
+{{
+  bundlesequence => {{ "main" }};
+  inputs => {{ "{lib}" }};
+}}
+bundle agent main
+{{
+  baton_query:
+      "did.*"
+        hosts => {{ "{addr}" }},
+        prefix => "hostX",
+        timeout => "5s",
+        classes => baton_query_outcome("asked");
+  commands:
+    hostX_did_my_job::
+      "{follow_up}" classes => baton_if_repaired("followed");
+  baton_signal:
+    followed::
+      "did_follow_up" ttl => "10m";
+  reports:
+    asked_unknown::
+      "UNKNOWN: a host could not be asked";
+}}
+"#,
+        module = module.display(),
+        lib = repo().join("contrib/cfengine/baton.cf").display(),
+        addr = server.addr,
+        follow_up = follow_up.display(),
+    );
+    let file = cf2.dir.join("promise.cf");
+    std::fs::write(&file, &policy).unwrap();
+    let state = cf2.dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let agent = |at: &str| {
+        let mut cmd = cf2.cf("cf-agent");
+        cmd.cmd
+            .env("BATON_STATE_DIR", &state)
+            .env("BATON_HOST", "host2")
+            .env("BATON_NOW", at);
+        cmd.args(["-K", "-I", "-f"]).arg(&file).run().status(0)
+    };
+    let set_at = || {
+        crate::util::baton("baton-signal")
+            .args(["list", "--json"])
+            .env("BATON_STATE_DIR", &state)
+            .env("BATON_HOST", "host2")
+            .env("BATON_NOW", "2012-01-24T16:50:00Z")
+            .run()
+            .stdout()
+    };
+    // Nothing raised upstream: kept, no follow-up, nothing raised here.
+    let run = agent(T0);
+    assert!(!run.stdout().contains("UNKNOWN"), "{}", run.stdout());
+    assert!(!run.stderr().contains("error"), "{}", run.stderr());
+    assert!(journal(&cf2).is_empty());
+    assert_eq!(set_at(), "[]\n");
+    // Host1 raises did_my_job: the follow-up runs and this host raises did_follow_up.
+    up.at("baton-signal", T0)
+        .args(["raise", "did_my_job"])
+        .run()
+        .status(0);
+    let run = agent(T0);
+    assert!(
+        run.stdout().contains("raised signal did_follow_up"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(journal(&cf2), ["follow_up"]);
+    let raised = set_at();
+    assert!(
+        raised.contains("\"set_at\":\"2012-01-24T16:47:00Z\""),
+        "{raised}"
+    );
+    // The next run, a minute later: the signal is live, so the promise is kept and its
+    // set_at does not move (a follower's --once-per sees one success).
+    let run = agent("2012-01-24T16:48:00Z");
+    assert!(!run.stdout().contains("raised signal"), "{}", run.stdout());
+    assert_eq!(set_at(), raised);
+    // Host1's server is down: the query is not kept, named in the log, never "no match".
+    drop(server);
+    let run = agent("2012-01-24T16:49:00Z");
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(all.contains("UNKNOWN"), "{all}");
+    assert!(all.contains("cannot ask 127.0.0.67"), "{all}");
+}

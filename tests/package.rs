@@ -2,13 +2,14 @@
 
 use crate::util::{baton, Host};
 
-const BINS: [&str; 6] = [
+const BINS: [&str; 7] = [
     "baton-classes",
     "baton-if",
     "baton-signal",
     "baton-run",
     "baton-serve",
     "baton-query",
+    "baton-promise",
 ];
 
 #[test]

@@ -37,6 +37,7 @@ pub fn bin(name: &str) -> PathBuf {
         "baton-run" => env!("CARGO_BIN_EXE_baton-run"),
         "baton-serve" => env!("CARGO_BIN_EXE_baton-serve"),
         "baton-query" => env!("CARGO_BIN_EXE_baton-query"),
+        "baton-promise" => env!("CARGO_BIN_EXE_baton-promise"),
         "baton-gen" => env!("CARGO_BIN_EXE_baton-gen"),
         other => panic!("unknown binary {other}"),
     };

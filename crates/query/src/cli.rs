@@ -117,8 +117,8 @@ pub fn baton_query(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 /// A match ready to print.
-struct Found<'a> {
-    target: &'a Target,
+struct Found {
+    target: Target,
     class: String,
     signal: PeerSignal,
     /// False for CFEngine hosts, which tell no times.
@@ -166,7 +166,43 @@ fn check_cfengine_options(cli: &QueryCli, pattern: &str) -> Result<()> {
     cfengine::check_pattern(pattern)
 }
 
+/// What the hosts answered, for a caller that defines classes instead of printing
+/// (baton-promise's `baton_query:`).
+pub struct Answer {
+    /// The classes baton-query would print, sorted.
+    pub classes: Vec<String>,
+    /// The exit status baton-query would give.
+    pub status: ExitStatus,
+    /// `cannot ask HOST: why`, one per host that could not be asked.
+    pub failures: Vec<String>,
+}
+
+/// Ask as `cli` says, printing nothing.
+pub fn answer(cli: &QueryCli) -> Result<Answer> {
+    let (found, hosts_matched, failures) = gather(cli)?;
+    let mut classes: Vec<String> = found.into_iter().map(|f| f.class).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    Ok(Answer {
+        classes,
+        status: verdict(hosts_matched, failures.len(), cli.min),
+        failures,
+    })
+}
+
 fn run(cli: QueryCli) -> Result<ExitStatus> {
+    let (found, hosts_matched, failures) = gather(&cli)?;
+    print(&cli, &found)?;
+    let mut err = std::io::stderr().lock();
+    for f in &failures {
+        let _ = writeln!(err, "baton-query: {f}");
+    }
+    Ok(verdict(hosts_matched, failures.len(), cli.min))
+}
+
+/// Ask every host (again, with --wait) until enough matched or the wait is over: the
+/// matches, how many hosts matched, and why each failed host could not be asked.
+fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
     let (hosts, pattern) = (&cli.hosts, &cli.regex);
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
@@ -197,7 +233,7 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
         .collect::<Result<Vec<_>>>()?;
     let any_cfengine = targets.iter().any(|t| t.cfengine);
     if any_cfengine {
-        check_cfengine_options(&cli, pattern)?;
+        check_cfengine_options(cli, pattern)?;
     }
     if let Some(p) = &cli.prefix {
         let probe = p.replace("{host}", "h");
@@ -264,7 +300,7 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
                             && matcher.is_match(&signal.name)
                         {
                             found.push(Found {
-                                target,
+                                target: target.clone(),
                                 class: class_of(&cli.prefix, target, &signal.name),
                                 signal,
                                 timed: !asked.cfengine,
@@ -308,12 +344,7 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
             _ => break (found, hosts_matched, failures),
         }
     };
-    print(&cli, &found)?;
-    let mut err = std::io::stderr().lock();
-    for f in &failures {
-        let _ = writeln!(err, "baton-query: {f}");
-    }
-    Ok(verdict(hosts_matched, failures.len(), cli.min))
+    Ok((found, hosts_matched, failures))
 }
 
 /// A host's live signals straight from a shared store, as a peer's answer would carry

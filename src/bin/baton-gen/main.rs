@@ -24,6 +24,7 @@ pub fn commands() -> Vec<Command> {
         baton_launch::cli::RunCli::command(),
         baton_serve::cli::ServeCli::command(),
         baton_query::cli::QueryCli::command(),
+        baton_promise::cli::PromiseCli::command(),
         chain_command(),
     ]
 }

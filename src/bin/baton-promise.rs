@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    baton_promise::cli::baton_promise(std::env::args_os())
+}
