@@ -105,7 +105,10 @@ stop_all
 
 # 3. A new TLS connection per request, whole-process clients: baton-query with a pinned
 #    certificate and a signed request, against cf-net connect (connect, TLS, key
-#    authentication; CFEngine Community has no client that asks cf-serverd for classes).
+#    authentication; CFEngine Community has no client that asks cf-serverd for classes);
+#    and baton-query cfengine:// asking that same cf-serverd for a persistent class.
+#    CFEngine runs in a work dir of its own (CFENGINE_TEST_OVERRIDE_WORKDIR), its key
+#    trusting itself, with a failsafe.cf that only reports.
 echo "bench: new TLS connection per request" >&2
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
   -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
@@ -127,7 +130,17 @@ access:
   "did_my_job" resource_type => "context", admit => { "127.0.0.1" };
 }
 CF
-[ -f /var/lib/cfengine3/ppkeys/localhost.priv ] || cf-key >/dev/null 2>&1 || true
+cfw=$work/cfwork
+mkdir -p "$cfw/bin" "$cfw/inputs"
+ln -s "$(command -v cf-promises)" "$cfw/bin/cf-promises"
+printf '%s\n' 'body common control { bundlesequence => { "main" }; }' \
+  'bundle agent main { reports: "bench: failsafe"; }' > "$cfw/inputs/failsafe.cf"
+export CFENGINE_TEST_OVERRIDE_WORKDIR="$cfw"
+cf-key >/dev/null 2>&1
+cf-key -t "127.0.0.1:$cfw/ppkeys/localhost.pub" >/dev/null 2>&1
+printf '%s\n' 'body common control { bundlesequence => { "main" }; }' \
+  'bundle agent main { classes: "did_my_job" expression => "any", persistence => "60"; }' > "$work/persist.cf"
+cf-agent -K -f "$work/persist.cf" >/dev/null 2>&1
 cf-serverd -F -f "$work/cfs.cf" > "$work/cfs.log" 2>&1 &
 cfs_pid=$!
 pids="$pids $cfs_pid"
@@ -135,8 +148,11 @@ n=0; until cf-net -H 127.0.0.1:5309 connect >/dev/null 2>&1; do n=$((n + 1)); [ 
 rss_kb "$cfs_pid" > "$work/rss_cfserverd"
 hyperfine -N --warmup 3 --runs 40 --ignore-failure --export-json "$work/tls.json" \
   -n baton-query-tls "$dir/baton-query --pin $pin --key $work/bench.key $taddr did.*" \
-  -n cf-net-connect "cf-net -H 127.0.0.1:5309 connect" >/dev/null 2>&1 || true
+  -n cf-net-connect "cf-net -H 127.0.0.1:5309 connect" \
+  -n baton-query-cfengine "$dir/baton-query --cfengine-workdir $cfw cfengine://127.0.0.1:5309 did_my_job" >/dev/null 2>&1 || true
+"$dir/baton-query" --cfengine-workdir "$cfw" cfengine://127.0.0.1:5309 did_my_job > "$work/cfq.out" 2>&1 || true
 stop_all
+unset CFENGINE_TEST_OVERRIDE_WORKDIR
 
 # 4. Fan-in: one baton-query over 10, 100 and 500 servers.
 echo "bench: fan-in over 10, 100, 500 servers" >&2
@@ -245,6 +261,10 @@ tls = load("tls.json")
 if "baton-query-tls" in tls and "cf-net-connect" in tls:
     show("new TLS connection per request: baton-query vs cf-net connect", ms(tls["baton-query-tls"]), ms(tls["cf-net-connect"]),
          note=f"{1000 / ms(tls['baton-query-tls']):.0f} vs {1000 / ms(tls['cf-net-connect']):.0f} per second, one client")
+if "baton-query-cfengine" in tls and "cf-net-connect" in tls:
+    answered = open(os.path.join(work, "cfq.out")).read().strip()
+    show("cf-serverd: baton-query cfengine:// vs cf-net connect", ms(tls["baton-query-cfengine"]), ms(tls["cf-net-connect"]),
+         note=f"same cf-serverd; baton-query also asks CONTEXT (answered: {answered or 'nothing'})")
 for line in open(os.path.join(work, "fanin.txt")):
     k, mem = line.split()
     f = load(f"fanin_{k}.json")
