@@ -20,7 +20,8 @@ need() {
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 }
-need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3 openssl:openssl /usr/bin/time:time etcd:etcd-server
+need hyperfine:hyperfine cf-promises:cfengine3 wrk:wrk python3:python3 openssl:openssl /usr/bin/time:time etcd:etcd-server \
+  /usr/sbin/nginx:nginx-light curl:curl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/baton-bench.XXXXXX")
 pids=
@@ -214,6 +215,59 @@ hyperfine -N --warmup 5 --runs 100 --export-json "$work/etcd.json" \
   -n query-etcd "$dir/baton-query --store $store host1 did.*" >/dev/null 2>&1 || true
 stop_all
 
+# 7. baton-serve beside nginx serving the same reply as a static file (keep-alive, wrk), and
+#    the cost of a one-signal match at 1 000 and 100 000 stored signals (serve and list).
+echo "bench: baton-serve beside nginx; a one-signal match at 1 000 and 100 000 signals" >&2
+populate "$work/ng" 1
+echo 'allow .* 127.0.0.1' > "$work/ng.access"
+serve "$work/ng" "$work/ng.access" 127.0.0.1
+naddr=$(address "$work/ng")
+mkdir -p "$work/nginx/root/v1" "$work/nginx/tmp"
+curl -s "http://$naddr/v1/signals?match=did_0" > "$work/nginx/root/v1/signals"
+nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp; proxy_temp_path $work/nginx/tmp;
+  fastcgi_temp_path $work/nginx/tmp; uwsgi_temp_path $work/nginx/tmp; scgi_temp_path $work/nginx/tmp;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nport;
+    root $work/nginx/root;
+    default_type application/json;
+    location / { try_files \$uri =404; }
+  }
+}
+NGINX
+/usr/sbin/nginx -c "$work/nginx/nginx.conf" -g 'daemon off;' > "$work/nginx/out.log" 2>&1 &
+pids="$pids $!"
+n=0; until curl -sf "http://127.0.0.1:$nport/v1/signals" >/dev/null 2>&1; do
+  n=$((n + 1)); [ $n -le 100 ] || { echo "bench: nginx did not start" >&2; cat "$work/nginx/error.log" >&2; break; }
+  sleep 0.1
+done
+wrk -t 2 -c 16 -d 10s --latency "http://$naddr/v1/signals?match=did_0" > "$work/vs_baton.txt" 2>&1 || true
+wrk -t 2 -c 16 -d 10s --latency "http://127.0.0.1:$nport/v1/signals?match=did_0" > "$work/vs_nginx.txt" 2>&1 || true
+wrk -t 2 -c 256 -d 10s --latency "http://$naddr/v1/signals?match=did_0" > "$work/vs_baton_256.txt" 2>&1 || true
+wrk -t 2 -c 256 -d 10s --latency "http://127.0.0.1:$nport/v1/signals?match=did_0" > "$work/vs_nginx_256.txt" 2>&1 || true
+stop_all
+for n in 1000 100000; do
+  populate "$work/scale$n" "$n"
+  echo 'allow .* 127.0.0.1' > "$work/scale$n.access"
+  serve "$work/scale$n" "$work/scale$n.access" 127.0.0.1
+  saddr=$(address "$work/scale$n")
+  curl -s "http://$saddr/v1/signals?match=did_7" > /dev/null # the first request reads the store
+  sleep 1.2 # the store cache trusts a directory left alone for a second; measure that state
+  wrk -t 2 -c 16 -d 5s --latency "http://$saddr/v1/signals?match=did_7" > "$work/scale_serve_$n.txt" 2>&1 || true
+  stop_all
+  hyperfine -N --warmup 2 --runs 20 --export-json "$work/scale_list_$n.json" \
+    -n list "$dir/baton-signal list did_7 --names --state-dir $work/scale$n --host bench" >/dev/null 2>&1 || true
+  rm -rf "$work/scale$n"
+done
+
 python3 - "$work" "$out/bench.json" <<'PY'
 import json, os, platform, re, sys
 work, dest = sys.argv[1], sys.argv[2]
@@ -276,6 +330,40 @@ for n in (10, 1000, 100000):
     for op in ("raise", "list", "if"):
         if op in s:
             show(f"store, {n} signals: {'baton-signal ' + op if op != 'if' else 'baton-if did_7'}", ms(s[op]))
+def wrk_file(name):
+    p = os.path.join(work, name)
+    t = open(p).read() if os.path.exists(p) else ""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
+    lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", t))
+    return float(rps.group(1)) if rps else 0, lat.get("50", "?"), lat.get("99", "?")
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else None
+b16, bp50, bp99 = wrk_file("vs_baton.txt")
+n16, np50, np99 = wrk_file("vs_nginx.txt")
+show("keep-alive, 16 clients: baton-serve vs nginx static file", b16, n16 or None, unit=" req/s", better="higher",
+     note=f"goal >= 0.8x; p99 {bp99} vs {np99}")
+b256, _, b256p99 = wrk_file("vs_baton_256.txt")
+n256, _, n256p99 = wrk_file("vs_nginx_256.txt")
+show("keep-alive, 256 clients: baton-serve vs nginx static file", b256, n256 or None, unit=" req/s", better="higher",
+     note=f"p99 {b256p99} vs {n256p99}")
+p99 = to_ms(b256p99)
+if p99 is not None:
+    show("p99 latency at 256 connections (wrk)", p99, note="goal < 10 ms")
+cost = {}
+for n in (1000, 100000):
+    r, _, p99n = wrk_file(f"scale_serve_{n}.txt")
+    cost[n] = 1000.0 / r if r else None
+    if cost[n]:
+        show(f"serve cost, one-signal match, {n} stored", cost[n], note=f"{r:.0f} req/s, p99 {p99n} (16 clients)")
+if cost.get(1000) and cost.get(100000):
+    show("serve cost: 100 000 vs 1 000 stored signals", cost[100000], cost[1000], note="goal: within 2x (ratio >= 0.5x)")
+lst = {n: load(f"scale_list_{n}.json").get("list") for n in (1000, 100000)}
+for n, r in lst.items():
+    if r:
+        show(f"baton-signal list did_7, {n} stored", ms(r))
+if lst[1000] and lst[100000]:
+    show("list time: 100 000 vs 1 000 stored signals", ms(lst[100000]), ms(lst[1000]), note="goal: within 2x (ratio >= 0.5x)")
 e = load("etcd.json")
 if "raise-files" in e and "raise-etcd" in e:
     show("raise a signal: etcd store vs state dir", ms(e["raise-etcd"]), ms(e["raise-files"]), note="ratio < 1: the file store is faster")

@@ -9,6 +9,7 @@ mod etcd_store;
 mod package;
 mod peers;
 mod run_cli;
+mod serve_bounds;
 mod signal_cli;
 mod time;
 mod workflows;

@@ -212,12 +212,25 @@ impl Host {
     /// Start `baton-serve` for this host on `ip` (port 0: the kernel picks one), with
     /// `access` as its access file, its clock read from the host's clock file.
     pub fn serve(&self, ip: &str, access: &str, extra: &[&str]) -> Server {
+        self.serve_under(&[], ip, access, extra)
+    }
+
+    /// `serve`, with baton-serve run by a wrapper that execs it (`prlimit --nofile=N:N`),
+    /// so that the process's id is the server's.
+    pub fn serve_under(&self, wrapper: &[&str], ip: &str, access: &str, extra: &[&str]) -> Server {
         std::fs::write(self.dir.join("access"), access).unwrap();
         if !self.dir.join("now").exists() {
             self.set_clock("2012-01-24T16:47:00Z");
         }
         let log = self.dir.join("serve.log");
-        let mut cmd = Command::new(bin("baton-serve"));
+        let mut cmd = match wrapper {
+            [] => Command::new(bin("baton-serve")),
+            [program, args @ ..] => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin("baton-serve"));
+                cmd
+            }
+        };
         without_baton_env(&mut cmd);
         cmd.args(["--listen", &format!("{ip}:0"), "--access"])
             .arg(self.dir.join("access"))

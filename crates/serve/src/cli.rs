@@ -1,6 +1,6 @@
 //! The command line of `baton-serve`.
 
-use crate::http::{tls_config, Limits};
+use crate::http::{default_per_peer, tls_config, Limits};
 use crate::serve::{ServeConfig, Server};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
@@ -55,11 +55,17 @@ pub struct ServeCli {
     #[arg(long, value_name = "DUR", default_value = "5m")]
     pub skew: Duration,
 
-    /// Open connections at once (each has a thread); past this, new ones get 503
+    /// Open connections at once; past this, new ones get 503
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
 
-    /// Time a client has to send a whole request head
+    /// Open connections from one source address, below --max-connections so that one peer
+    /// cannot lock the others out [default: a quarter of --max-connections, at most 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_per_peer: Option<u32>,
+
+    /// Time from accept (TLS handshake included) to the end of the first request head, and
+    /// from a later request's first byte to the end of its head
     #[arg(long, value_name = "DUR", default_value = "10s")]
     pub head_timeout: Duration,
 
@@ -115,13 +121,24 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
     };
+    let max_connections = cli.max_connections as usize;
+    let max_per_peer = match cli.max_per_peer {
+        None => default_per_peer(max_connections),
+        Some(n) if max_connections > 1 && n as usize >= max_connections => {
+            return Err(Error::new(format!(
+                "--max-per-peer {n} must be below --max-connections {max_connections}, else one peer can lock the others out"
+            )))
+        }
+        Some(n) => n as usize,
+    };
     let server = Server::bind(ServeConfig {
         listen,
         access,
         verifier,
         tls,
         limits: Limits {
-            max_connections: cli.max_connections as usize,
+            max_connections,
+            max_per_peer,
             head_timeout: cli
                 .head_timeout
                 .std()

@@ -1,34 +1,60 @@
-//! A small HTTP/1.1 server for the peer service, bounded in every dimension a client
-//! controls: the request head (8 KiB), the time to send it, idle time between requests
-//! on a kept-alive connection, the number of open connections, the requests per
-//! connection. Request bodies are never read: a request that has one is answered and its
-//! connection closed. Optional TLS through rustls.
+//! The HTTP side of the peer service: hyper's HTTP/1.1 on tokio, TLS through tokio-rustls,
+//! bounded over the whole life of a connection, from accept to close:
 //!
-//! Why not tiny_http: it reads header lines without a length limit and sets no socket
-//! time-outs, so one client could exhaust the server's memory or its threads.
+//! - one deadline from accept to the end of the first request head (`head_timeout`), the
+//!   TLS handshake included, so a ClientHello dripped a byte at a time is cut off;
+//! - on a kept-alive connection, `idle_timeout` from an answer to the next request's first
+//!   byte (and to the client taking the answer), then `head_timeout` from that byte to the
+//!   end of the head;
+//! - the request head: `max_head` bytes (431), URLs are checked by the service (414);
+//! - open connections: `max_connections` in all and `max_per_peer` from one source
+//!   address, which is below the global cap, so one peer cannot lock the others out; past
+//!   either, a plain-HTTP connection is answered 503 and closed (a TLS one is closed);
+//! - accept errors: when the process is out of descriptors (EMFILE), a reserved descriptor
+//!   is freed to take the waiting connection, answer it 503 and close it; other errors back
+//!   off (up to a second) rather than spin;
+//! - request bodies are never read: a request that has one is answered with
+//!   `Connection: close`;
+//! - on stop, the listener closes, idle connections are closed and in-flight requests are
+//!   finished within `drain_timeout`.
 
 use baton_core::{Error, Result};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// What a client may take.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// The largest request line plus headers.
+    /// The largest request line plus headers (at least 8 KiB: hyper's smallest buffer).
     pub max_head: usize,
-    /// Time to send a whole request head, once its first byte has arrived.
+    /// Time from accept (TLS handshake included) to the end of the first request head, and
+    /// from the first byte of a later request to the end of its head.
     pub head_timeout: Duration,
-    /// Time a kept-alive connection may sit idle (and a new one before its first byte).
+    /// Time a kept-alive connection may sit idle after an answer.
     pub idle_timeout: Duration,
-    /// Time to take a response.
-    pub write_timeout: Duration,
     /// Open connections at once; past this, new ones get 503 and are closed.
     pub max_connections: usize,
-    /// Requests on one connection before it is closed.
-    pub max_requests: usize,
+    /// Open connections from one source address; below `max_connections`.
+    pub max_per_peer: usize,
+    /// Time in-flight requests have to finish once the server is told to stop.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -37,11 +63,16 @@ impl Default for Limits {
             max_head: 8 * 1024,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(15),
-            write_timeout: Duration::from_secs(10),
             max_connections: 1024,
-            max_requests: 1_000_000,
+            max_per_peer: default_per_peer(1024),
+            drain_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// The per-peer cap when none is given: a quarter of the global cap, at most 64.
+pub fn default_per_peer(max_connections: usize) -> usize {
+    (max_connections / 4).clamp(1, 64)
 }
 
 /// A parsed request head.
@@ -52,8 +83,6 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub peer: IpAddr,
-    /// `HTTP/1.0` or `HTTP/1.1`.
-    pub version: String,
 }
 
 impl Request {
@@ -75,16 +104,16 @@ pub struct Response {
 
 pub type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
-trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
-
 /// A bound listener, ready to serve.
 pub struct HttpServer {
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: Limits,
     pub addr: SocketAddr,
 }
+
+/// What a connection over a cap is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 38\r\nConnection: close\r\n\r\n{\"error\":\"busy: too many connections\"}";
 
 impl HttpServer {
     pub fn bind(
@@ -92,12 +121,14 @@ impl HttpServer {
         tls: Option<Arc<rustls::ServerConfig>>,
         limits: Limits,
     ) -> Result<HttpServer> {
-        let listener = TcpListener::bind(addr).map_err(|e| {
+        let cannot = |e: io::Error| {
             Error::new(format!(
                 "cannot listen on {addr}: {}",
                 baton_core::error::io_reason(&e)
             ))
-        })?;
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(cannot)?;
+        listener.set_nonblocking(true).map_err(cannot)?;
         let addr = listener.local_addr()?;
         Ok(HttpServer {
             listener,
@@ -107,239 +138,420 @@ impl HttpServer {
         })
     }
 
-    /// Accept and serve connections until `stop` is set; each connection has a thread of
-    /// its own, at most `max_connections` at once.
-    pub fn serve(self, handler: Arc<Handler>, stop: Arc<AtomicBool>) {
-        let open = Arc::new(AtomicUsize::new(0));
-        // A stop flag cannot interrupt accept(2); a watcher connects to wake it.
-        let waker = {
-            let stop = Arc::clone(&stop);
-            let addr = self.addr;
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
+    /// Accept and serve connections until `stop` is set, then drain.
+    pub fn serve(self, handler: Arc<Handler>, stop: Arc<AtomicBool>) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("baton-serve")
+            .build()
+            .map_err(|e| Error::new(format!("cannot start the server's runtime: {e}")))?;
+        let served = runtime.block_on(self.run(handler, stop));
+        // Connections still in their TLS handshake or past the drain time are dropped here.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        served
+    }
+
+    async fn run(self, handler: Arc<Handler>, stop: Arc<AtomicBool>) -> Result<()> {
+        // AsyncFd rather than tokio's TcpListener: accept(2) fails with EMFILE before it
+        // looks at the queue, so only a raw accept can tell an empty queue (and clear the
+        // readiness) from a full descriptor table. `new` is deprecated because it cannot
+        // tell whether the descriptor is owned; here the AsyncFd owns the listener itself
+        // (`register`, the replacement, is unsafe, which this workspace forbids).
+        #[allow(deprecated)]
+        let listener = tokio::io::unix::AsyncFd::new(self.listener)?;
+        let limits = Arc::new(self.limits);
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let slots = Arc::new(Slots::new(limits.max_connections, limits.max_per_peer));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = stopped_tx.send(true);
+        });
+        let mut reserve = Reserve::open();
+        let mut backoff = Backoff::default();
+        loop {
+            let mut ready = tokio::select! {
+                r = listener.readable() => r?,
+                _ = stopped.changed() => break,
+            };
+            let (tcp, from) = match listener.get_ref().accept() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    continue;
                 }
-                let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
-            })
-        };
-        for conn in self.listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let Ok(stream) = conn else { continue };
-            if open.fetch_add(1, Ordering::AcqRel) >= self.limits.max_connections {
-                open.fetch_sub(1, Ordering::AcqRel);
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = (&stream).write_all(&head(503, "busy", 0, false));
-                continue;
-            }
-            let (handler, limits, tls) =
-                (Arc::clone(&handler), self.limits.clone(), self.tls.clone());
-            let counter = Arc::clone(&open);
-            let spawned = std::thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    let _ = connection(stream, tls, &limits, &*handler);
-                    counter.fetch_sub(1, Ordering::AcqRel);
-                });
-            if spawned.is_err() {
-                open.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let _ = waker.join();
-    }
-}
-
-fn connection(
-    tcp: TcpStream,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    limits: &Limits,
-    handler: &Handler,
-) -> io::Result<()> {
-    let peer = tcp.peer_addr()?.ip();
-    tcp.set_nodelay(true)?;
-    tcp.set_write_timeout(Some(limits.write_timeout))?;
-    let socket = tcp.try_clone()?;
-    let mut stream: Box<dyn Stream> = match tls {
-        Some(config) => {
-            let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-            Box::new(rustls::StreamOwned::new(conn, tcp))
-        }
-        None => Box::new(tcp),
-    };
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    for _ in 0..limits.max_requests {
-        let head_len = match read_head(&mut *stream, &socket, &mut buf, limits)? {
-            Some(n) => n,
-            None => break, // closed, idle, or too slow: nothing to answer
-        };
-        let parsed = parse_head(&buf[..head_len], peer);
-        buf.drain(..head_len);
-        let (response, keep_alive) = match parsed {
-            Ok(req) => {
-                let keep = wants_keep_alive(&req) && !has_body(&req);
-                (handler(&req), keep)
-            }
-            Err(status) => (error_response(status), false),
-        };
-        let mut out = head(
-            response.status,
-            reason(response.status),
-            response.body.len(),
-            keep_alive,
-        );
-        out.extend_from_slice(response.body.as_bytes());
-        stream.write_all(&out)?;
-        stream.flush()?;
-        if !keep_alive {
-            break;
-        }
-    }
-    let _ = socket.shutdown(Shutdown::Both);
-    Ok(())
-}
-
-/// Read until the end of a request head; `Ok(None)` when the client went away, stayed
-/// idle, or was too slow. A head over the limit is answered 431 and ends the connection.
-fn read_head(
-    stream: &mut dyn Stream,
-    socket: &TcpStream,
-    buf: &mut Vec<u8>,
-    limits: &Limits,
-) -> io::Result<Option<usize>> {
-    let mut started: Option<Instant> = if buf.is_empty() {
-        None
-    } else {
-        Some(Instant::now())
-    };
-    let mut chunk = [0u8; 4096];
-    loop {
-        let end = find_head_end(buf);
-        if let Some(end) = end.filter(|e| *e <= limits.max_head) {
-            return Ok(Some(end));
-        }
-        if end.is_some() || buf.len() > limits.max_head {
-            let _ = stream.write_all(&head(431, reason(431), 0, false));
-            return Ok(None);
-        }
-        let timeout = match started {
-            None => limits.idle_timeout,
-            Some(t) => match limits.head_timeout.checked_sub(t.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return Ok(None),
-            },
-        };
-        socket.set_read_timeout(Some(timeout))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(None),
-            Ok(n) => {
-                started.get_or_insert_with(Instant::now);
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
+                Err(e) if reserve.held() && out_of_descriptors(&e) => {
+                    // accept(2) fails with EMFILE before it looks at the queue: take the
+                    // waiting connections with the reserved descriptor, tell each that the
+                    // server is busy, and keep the reserve for the next time.
+                    reserve.release();
+                    match refuse_waiting(listener.get_ref(), tls.is_some()) {
+                        Refused::Drained => ready.clear_ready(),
+                        Refused::More => {}
+                        Refused::Failed => backoff.wait().await,
+                    }
+                    reserve = Reserve::open();
+                    continue;
+                }
+                Err(_) => {
+                    backoff.wait().await;
+                    reserve = reserve.or_open();
+                    continue;
+                }
+            };
+            drop(ready);
+            let tcp = match tcp
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(tcp))
             {
-                return Ok(None)
+                Ok(tcp) => tcp,
+                Err(_) => continue,
+            };
+            backoff.reset();
+            let peer = from.ip().to_canonical();
+            let Some(slot) = Slots::take(&slots, peer) else {
+                busy(&tcp, tls.is_some());
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let io = Timed::new(tcp, &limits);
+            let (handler, limits, tls) = (Arc::clone(&handler), Arc::clone(&limits), tls.clone());
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let clock = Arc::clone(&io.clock);
+                match tls {
+                    Some(acceptor) => {
+                        // The handshake runs under the head deadline set at accept.
+                        let Ok(stream) = acceptor.accept(io).await else {
+                            return;
+                        };
+                        let io = TokioIo::new(stream);
+                        connection(io, peer, clock, &limits, handler, watcher).await;
+                    }
+                    None => {
+                        let io = TokioIo::new(io);
+                        connection(io, peer, clock, &limits, handler, watcher).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        // Close idle connections, let in-flight requests finish, within the drain time.
+        let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
+        Ok(())
+    }
+}
+
+/// Serve one connection's HTTP/1.1 requests until it closes, or is closed by a drain.
+async fn connection<I>(
+    io: I,
+    peer: IpAddr,
+    clock: Arc<Mutex<Phase>>,
+    limits: &Limits,
+    handler: Arc<Handler>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let idle = limits.idle_timeout;
+    let service = service_fn(move |req: hyper::Request<Incoming>| {
+        let request = Request {
+            method: req.method().as_str().to_string(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| req.uri().to_string()),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (n.as_str().to_string(), value)
+                })
+                .collect(),
+            peer,
+        };
+        let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let answer = handler(&request);
+        // The answer has been made: from here the client has `idle` to take it and send
+        // the next request's first byte.
+        set_phase(&clock, Phase::Idle(Instant::now() + idle));
+        let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
+        *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
+            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        if has_body {
+            // The body is never read: the connection cannot carry another request.
+            headers.insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+        }
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .max_buf_size(limits.max_head.max(8192))
+        .keep_alive(true)
+        .header_read_timeout(None);
+    let _ = watcher.watch(builder.serve_connection(io, service)).await;
+}
+
+/// Where a connection is in its life, and the instant it must have moved on by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    /// Reading a request head (or the TLS handshake): closed at the deadline.
+    Head(Instant),
+    /// Between requests: the next byte starts a head; closed at the deadline.
+    Idle(Instant),
+}
+
+fn set_phase(clock: &Mutex<Phase>, phase: Phase) {
+    *clock.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+}
+
+/// A TCP stream that fails its reads and writes once its connection's deadline passes.
+struct Timed {
+    tcp: TcpStream,
+    clock: Arc<Mutex<Phase>>,
+    head_timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    armed: Instant,
+}
+
+impl Timed {
+    fn new(tcp: TcpStream, limits: &Limits) -> Timed {
+        let deadline = Instant::now() + limits.head_timeout;
+        Timed {
+            tcp,
+            clock: Arc::new(Mutex::new(Phase::Head(deadline))),
+            head_timeout: limits.head_timeout,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Ready` with an error once the deadline has passed; else the timer is armed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let deadline = match self.phase() {
+            Phase::Head(d) | Phase::Idle(d) => d,
+        };
+        if deadline != self.armed {
+            self.sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+        match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection deadline passed",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Poll::Ready(e) = self.expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if let Phase::Idle(_) = self.phase() {
+                // The first byte of the next request: its head has head_timeout.
+                let deadline = Instant::now() + self.head_timeout;
+                set_phase(&self.clock, Phase::Head(deadline));
             }
-            Err(e) => return Err(e),
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.tcp).poll_write(cx, buf) {
+            Poll::Pending => match self.expired(cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+            done => done,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Open connections, in all and per source address.
+struct Slots {
+    max: usize,
+    per_peer: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One connection's place under the caps, given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    peer: IpAddr,
+}
+
+impl Slots {
+    fn new(max: usize, per_peer: usize) -> Slots {
+        Slots {
+            max,
+            per_peer,
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn take(slots: &Arc<Slots>, peer: IpAddr) -> Option<Slot> {
+        let mut open = slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_peer) = &mut *open;
+        let mine = by_peer.entry(peer).or_insert(0);
+        if *total >= slots.max || *mine >= slots.per_peer {
+            if *mine == 0 {
+                by_peer.remove(&peer);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(Slot {
+            slots: Arc::clone(slots),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, by_peer) = &mut *open;
+        *total -= 1;
+        if let Some(mine) = by_peer.get_mut(&self.peer) {
+            *mine -= 1;
+            if *mine == 0 {
+                by_peer.remove(&self.peer);
+            }
         }
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+/// Tell a connection over a cap that the server is busy (plain HTTP only: a TLS client
+/// cannot read it), without waiting, and close it.
+fn busy(tcp: &TcpStream, tls: bool) {
+    if !tls {
+        let _ = tcp.try_write(BUSY);
+    }
 }
 
-/// Parse a request head; `Err(status)` for a malformed one.
-fn parse_head(bytes: &[u8], peer: IpAddr) -> std::result::Result<Request, u16> {
-    let text = std::str::from_utf8(bytes).map_err(|_| 400u16)?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next().ok_or(400u16)?.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (first.next(), first.next(), first.next(), first.next())
-    else {
-        return Err(400);
-    };
-    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
-        return Err(505);
-    }
-    if method.is_empty()
-        || !method.bytes().all(|b| b.is_ascii_uppercase())
-        || !target.starts_with('/')
-    {
-        return Err(400);
-    }
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or(400u16)?;
-        if name.is_empty() || name.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-            return Err(400);
+/// How refusing the waiting connections ended.
+enum Refused {
+    /// The queue is empty.
+    Drained,
+    /// The bound was reached with more waiting.
+    More,
+    /// accept(2) failed even with the reserve freed (the system is out of descriptors).
+    Failed,
+}
+
+/// Accept the connections waiting on the listener, answer each 503 (plain HTTP) and close
+/// it, one descriptor at a time.
+fn refuse_waiting(listener: &std::net::TcpListener, tls: bool) -> Refused {
+    // Bounded, so that a flood cannot keep the loop from its other work.
+    for _ in 0..256 {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                if !tls && conn.set_nonblocking(true).is_ok() {
+                    let _ = (&conn).write(BUSY);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Refused::Drained,
+            Err(_) => return Refused::Failed,
         }
-        headers.push((name.to_string(), value.trim().to_string()));
     }
-    Ok(Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        headers,
-        peer,
-        version: version.to_string(),
-    })
+    Refused::More
 }
 
-/// HTTP/1.1 keeps a connection alive unless told to close; HTTP/1.0 only when asked.
-fn wants_keep_alive(req: &Request) -> bool {
-    let connection = req.header("Connection").unwrap_or("").to_ascii_lowercase();
-    if req.version == "HTTP/1.0" {
-        connection.contains("keep-alive")
-    } else {
-        !connection.contains("close")
+fn out_of_descriptors(e: &io::Error) -> bool {
+    // EMFILE (24) and ENFILE (23): the process or the system is out of descriptors.
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// A descriptor held in reserve, given up to accept a connection when the process is out
+/// of descriptors, so that the connection can be told 503 instead of left waiting.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Reserve {
+        Reserve(std::fs::File::open("/dev/null").ok())
     }
-}
 
-fn has_body(req: &Request) -> bool {
-    req.header("Transfer-Encoding").is_some()
-        || req
-            .header("Content-Length")
-            .is_some_and(|v| v.trim() != "0")
-}
+    fn or_open(self) -> Reserve {
+        if self.held() {
+            self
+        } else {
+            Reserve::open()
+        }
+    }
 
-fn error_response(status: u16) -> Response {
-    let why = match status {
-        505 => "HTTP version not supported",
-        _ => "malformed request",
-    };
-    Response {
-        status,
-        body: format!("{{\"error\":\"{why}\"}}"),
+    fn held(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn release(&mut self) {
+        self.0 = None;
     }
 }
 
-fn head(status: u16, reason: &str, len: usize, keep_alive: bool) -> Vec<u8> {
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: {connection}\r\n\r\n"
-    )
-    .into_bytes()
+/// Back-off after accept errors: 10 ms doubling to 1 s, reset by a successful accept.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff(Duration::from_millis(10))
+    }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
+impl Backoff {
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
     }
 }
 
@@ -369,12 +581,13 @@ pub fn tls_config(
         e => pem_error(key, e),
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(format!("TLS setup: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, private_key)
         .map_err(|e| Error::new(format!("{} and {}: {e}", cert.display(), key.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -382,76 +595,28 @@ pub fn tls_config(
 mod tests {
     use super::*;
 
-    fn peer() -> IpAddr {
-        "127.0.0.1".parse().unwrap()
+    #[test]
+    fn one_peer_cannot_fill_the_global_cap() {
+        let slots = Arc::new(Slots::new(4, 2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        let a1 = Slots::take(&slots, a).unwrap();
+        let _a2 = Slots::take(&slots, a).unwrap();
+        assert!(Slots::take(&slots, a).is_none(), "a third from one peer");
+        let _b1 = Slots::take(&slots, b).unwrap();
+        let _b2 = Slots::take(&slots, b).unwrap();
+        assert!(Slots::take(&slots, c).is_none(), "past the global cap");
+        drop(a1);
+        assert!(Slots::take(&slots, c).is_some(), "a freed slot is reused");
+        assert_eq!(slots.open.lock().unwrap().1.get(&a), Some(&1));
     }
 
     #[test]
-    fn parses_heads() {
-        let r = parse_head(
-            b"GET /v1/signals?match=a HTTP/1.1\r\nHost: x\r\nAuthorization: Baton k\r\n\r\n",
-            peer(),
-        )
-        .unwrap();
-        assert_eq!(
-            (r.method.as_str(), r.target.as_str()),
-            ("GET", "/v1/signals?match=a")
-        );
-        assert_eq!(r.header("authorization"), Some("Baton k"));
-        assert!(wants_keep_alive(&r));
-        let r = parse_head(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", peer()).unwrap();
-        assert!(!wants_keep_alive(&r));
-        let r = parse_head(b"GET / HTTP/1.0\r\n\r\n", peer()).unwrap();
-        assert!(!wants_keep_alive(&r));
-        let r = parse_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", peer()).unwrap();
-        assert!(wants_keep_alive(&r));
-    }
-
-    #[test]
-    fn refuses_malformed_heads() {
-        for (bytes, status) in [
-            (&b"GET /\r\n\r\n"[..], 400),
-            (b"GET / HTTP/2.0\r\n\r\n", 505),
-            (b"get / HTTP/1.1\r\n\r\n", 400),
-            (b"GET x HTTP/1.1\r\n\r\n", 400),
-            (b"GET / HTTP/1.1 x\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
-            (b"GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", 400),
-            (b"\xff\xfe / HTTP/1.1\r\n\r\n", 400),
-        ] {
-            assert_eq!(
-                parse_head(bytes, peer()).unwrap_err(),
-                status,
-                "{:?}",
-                String::from_utf8_lossy(bytes)
-            );
+    fn per_peer_default_is_below_the_global_cap() {
+        for max in [2, 8, 100, 1024, 65536] {
+            assert!(default_per_peer(max) < max, "{max}");
         }
-    }
-
-    #[test]
-    fn finds_the_end_of_a_head() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(18));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
-    }
-}
-
-#[cfg(test)]
-mod fuzz_http {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn fuzz_request_heads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            if let Ok(r) = parse_head(&bytes, "127.0.0.1".parse().unwrap()) {
-                prop_assert!(r.target.starts_with('/'));
-            }
-        }
-
-        #[test]
-        fn fuzz_queries_and_auth_never_panic(text in ".{0,80}") {
-            let _ = baton_proto::query_param(&text, "match");
-            let _ = baton_proto::auth::Verifier::new(baton_proto::auth::KeyRing::default(), 300).verify(&text, "GET", "/", 0);
-        }
+        assert_eq!(default_per_peer(1), 1);
     }
 }

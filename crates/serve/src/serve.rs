@@ -138,10 +138,11 @@ impl Server {
             })
         };
         let shared = Arc::clone(&self.shared);
-        self.http
+        let served = self
+            .http
             .serve(Arc::new(move |req: &Request| shared.handle(req)), stop);
         let _ = watcher.join();
-        Ok(())
+        served
     }
 }
 
