@@ -127,7 +127,7 @@ impl HttpServer {
                 baton_core::error::io_reason(&e)
             ))
         };
-        let listener = std::net::TcpListener::bind(addr).map_err(cannot)?;
+        let listener = listen(addr).map_err(cannot)?;
         listener.set_nonblocking(true).map_err(cannot)?;
         let addr = listener.local_addr()?;
         Ok(HttpServer {
@@ -203,17 +203,22 @@ impl HttpServer {
                 }
             };
             drop(ready);
-            let tcp = match tcp
-                .set_nonblocking(true)
-                .and_then(|()| TcpStream::from_std(tcp))
-            {
-                Ok(tcp) => tcp,
-                Err(_) => continue,
-            };
             backoff.reset();
+            if tcp.set_nonblocking(true).is_err() {
+                continue;
+            }
+            // The reserve first: a connection never takes the descriptor kept to refuse
+            // connections with when the process runs out.
+            reserve = reserve.or_open();
             let peer = from.ip().to_canonical();
-            let Some(slot) = Slots::take(&slots, peer) else {
-                busy(&tcp, tls.is_some());
+            let slot = match Slots::take(&slots, peer) {
+                Some(slot) if reserve.held() => slot,
+                _ => {
+                    busy(&tcp, tls.is_some());
+                    continue;
+                }
+            };
+            let Ok(tcp) = TcpStream::from_std(tcp) else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
@@ -244,6 +249,33 @@ impl HttpServer {
         let _ = tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await;
         Ok(())
     }
+}
+
+/// Connections the kernel queues before they are accepted: std's 128 overflows under a
+/// burst (the excess are left half-open, retried by SYN-ACK back-off for seconds), and
+/// the accept loop refuses them quickly anyway.
+const BACKLOG: i32 = 1024;
+
+/// A listening socket on the first of `addr`'s addresses that binds.
+fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for sa in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(sa),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&sa.into())
+            .and_then(|()| socket.listen(BACKLOG))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Serve one connection's HTTP/1.1 requests until it closes, or is closed by a drain.
@@ -470,9 +502,10 @@ impl Drop for Slot {
 
 /// Tell a connection over a cap that the server is busy (plain HTTP only: a TLS client
 /// cannot read it), without waiting, and close it.
-fn busy(tcp: &TcpStream, tls: bool) {
+fn busy(mut tcp: &std::net::TcpStream, tls: bool) {
     if !tls {
-        let _ = tcp.try_write(BUSY);
+        // Non-blocking: a fresh socket's send buffer takes it at once.
+        let _ = tcp.write(BUSY);
     }
 }
 
@@ -493,8 +526,8 @@ fn refuse_waiting(listener: &std::net::TcpListener, tls: bool) -> Refused {
     for _ in 0..256 {
         match listener.accept() {
             Ok((conn, _)) => {
-                if !tls && conn.set_nonblocking(true).is_ok() {
-                    let _ = (&conn).write(BUSY);
+                if conn.set_nonblocking(true).is_ok() {
+                    busy(&conn, tls);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Refused::Drained,
