@@ -279,6 +279,9 @@ impl Client {
             || text.contains("temporarily unavailable");
         if text.contains("refused") {
             "connection refused".into()
+        } else if https && text.contains("invalidcontenttype") {
+            // A plain-HTTP server answered the hello with an HTTP error, not a TLS record.
+            "the server answered in plain HTTP: is it a plain-HTTP server? then drop --tls (or write http://)".into()
         } else if https && silent {
             // A plain-HTTP server waits for a request line and never answers the hello.
             format!(
