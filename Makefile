@@ -6,7 +6,7 @@ CARGO ?= cargo
 # and a static binary starts about twice as fast as a dynamic one (see docs/performance.md).
 TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 RELEASE_DIR = target/$(TRIPLE)/release
-BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query baton-promise
+BINS = baton-classes baton-if baton-signal baton-run baton-serve baton-query baton-promise baton-key
 SCRIPTS = baton-chain
 # Man pages and completions, generated from the clap definitions and docs/ (baton-gen).
 GEN_DIR = target/gen
@@ -36,7 +36,7 @@ test:
 bench: release
 	sh tests/bench.sh $(RELEASE_DIR)
 
-# baton-serve under signed load for SOAK_SECONDS (default 180) while signals and access
+# baton-serve under load over TLS for SOAK_SECONDS (default 180) while signals and access
 # rules churn; checks memory, failures and losses. Not part of make test.
 soak: release
 	sh tests/soak.sh $(RELEASE_DIR)

@@ -28,7 +28,7 @@ ZSHDIR=${ZSHDIR:-$PREFIX/share/zsh/site-functions}
 FISHDIR=${FISHDIR:-$PREFIX/share/fish/vendor_completions.d}
 UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
 
-BINS="baton-classes baton-if baton-signal baton-run baton-serve baton-query baton-promise"
+BINS="baton-classes baton-if baton-signal baton-run baton-serve baton-query baton-promise baton-key"
 d() { install -d -m 755 "$DESTDIR$1"; }
 subst() {
   sed -e "s|@BINDIR@|$BINDIR|g" -e "s|@SYSCONFDIR@|$SYSCONFDIR|g" \

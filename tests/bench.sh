@@ -77,12 +77,13 @@ hyperfine -N --warmup 20 --runs 200 --ignore-failure --export-json "$work/tick.j
   -n cf-promises "cf-promises -f $work/tick.cf --show-classes" \
   -n cf-agent "cf-agent -K -f $work/tick.cf" >/dev/null 2>&1
 
-# 2. Peer queries on kept-alive connections: unsigned (wrk) and signed (baton-load).
-echo "bench: peer queries (wrk and baton-load, 10 s each)" >&2
+# 2. Peer queries on kept-alive connections (wrk).
+echo "bench: peer queries (wrk, 10 s each)" >&2
 populate "$work/peer" 1
-"$dir/baton-serve" --keygen bench > "$work/bench.key"
+"$dir/baton-key" new bench --out "$work/id" > "$work/keys"
+"$dir/baton-key" new server --out "$work/id" > /dev/null
 echo 'allow .* 127.0.0.1 key:bench' > "$work/peer.access"
-serve "$work/peer" "$work/peer.access" 127.0.0.1 --keys "$work/bench.key"
+serve "$work/peer" "$work/peer.access" 127.0.0.1
 addr=$(address "$work/peer")
 serve_pid=${pids##* }
 sleep 1.2 # the store cache trusts a directory left alone for a second; measure that state
@@ -92,29 +93,26 @@ for c in 1 16 256; do
   wrk -t $t -c $c -d 10s --latency "http://$addr/v1/signals?match=did.%2A" > "$work/wrk_$c.txt" 2>&1 || true
 done
 peak=0
-for c in 1 16 256; do
-  "$dir/baton-load" --addr "$addr" --key "$work/bench.key" --connections $c --seconds 10 > "$work/load_$c.json" &
-  lp=$!
-  while kill -0 $lp 2>/dev/null; do
-    r=$(rss_kb "$serve_pid"); [ "$r" -gt "$peak" ] && peak=$r
-    sleep 0.5
-  done
-  wait $lp || true
+wrk -t 2 -c 256 -d 10s "http://$addr/v1/signals?match=did.%2A" > /dev/null 2>&1 &
+lp=$!
+while kill -0 $lp 2>/dev/null; do
+  r=$(rss_kb "$serve_pid"); [ "$r" -gt "$peak" ] && peak=$r
+  sleep 0.5
 done
+wait $lp || true
 echo "$peak" > "$work/rss_load"
 stop_all
 
 # 3. A new TLS connection per request, whole-process clients: baton-query with a pinned
-#    certificate and a signed request, against cf-net connect (connect, TLS, key
-#    authentication; CFEngine Community has no client that asks cf-serverd for classes);
-#    and baton-query cfengine:// asking that same cf-serverd for a persistent class.
-#    CFEngine runs in a work dir of its own (CFENGINE_TEST_OVERRIDE_WORKDIR), its key
-#    trusting itself, with a failsafe.cf that only reports.
+#    server certificate and its own identity (mutual TLS), against cf-net connect
+#    (connect, TLS, key authentication; CFEngine Community has no client that asks
+#    cf-serverd for classes); and baton-query cfengine:// asking that same cf-serverd for
+#    a persistent class. CFEngine runs in a work dir of its own
+#    (CFENGINE_TEST_OVERRIDE_WORKDIR), its key trusting itself, with a failsafe.cf that
+#    only reports.
 echo "bench: new TLS connection per request" >&2
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
-  -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
-pin=$(openssl x509 -noout -fingerprint -sha256 -in "$work/tls.crt" | sed 's/.*=//')
-serve "$work/peer" "$work/peer.access" 127.0.0.1 --keys "$work/bench.key" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key"
+pin=$("$dir/baton-key" show "$work/id/server.crt")
+serve "$work/peer" "$work/peer.access" 127.0.0.1 --keys "$work/keys" --tls-cert "$work/id/server.crt" --tls-key "$work/id/server.key"
 taddr=$(address "$work/peer")
 cat > "$work/cfs.cf" <<'CF'
 body common control { bundlesequence => { "main" }; }
@@ -148,7 +146,7 @@ pids="$pids $cfs_pid"
 n=0; until cf-net -H 127.0.0.1:5309 connect >/dev/null 2>&1; do n=$((n + 1)); [ $n -le 100 ] || break; sleep 0.1; done
 rss_kb "$cfs_pid" > "$work/rss_cfserverd"
 hyperfine -N --warmup 3 --runs 40 --ignore-failure --export-json "$work/tls.json" \
-  -n baton-query-tls "$dir/baton-query --pin $pin --key $work/bench.key $taddr did.*" \
+  -n baton-query-tls "$dir/baton-query --pin $pin --key $work/id/bench.key $taddr did.*" \
   -n cf-net-connect "cf-net -H 127.0.0.1:5309 connect" \
   -n baton-query-cfengine "$dir/baton-query --cfengine-workdir $cfw cfengine://127.0.0.1:5309 did_my_job" >/dev/null 2>&1 || true
 "$dir/baton-query" --cfengine-workdir "$cfw" cfengine://127.0.0.1:5309 did_my_job > "$work/cfq.out" 2>&1 || true
@@ -303,10 +301,6 @@ def wrk(c):
 for c in (1, 16, 256):
     rps, p50, p99 = wrk(c)
     show(f"serve, unsigned, {c} kept-alive clients (wrk)", rps, unit=" req/s", note=f"p50 {p50}, p99 {p99}")
-for c in (1, 16, 256):
-    l = json.load(open(os.path.join(work, f"load_{c}.json")))
-    show(f"serve, signed, {c} kept-alive clients (baton-load)", l["rps"], unit=" req/s",
-         note=f"p50 {l['p50_us']}us, p99 {l['p99_us']}us, {l['errors']} errors")
 cfs = open(os.path.join(work, "rss_cfserverd")).read().strip() if os.path.exists(os.path.join(work, "rss_cfserverd")) else ""
 show("serve: resident memory idle vs cf-serverd idle", int(open(os.path.join(work, "rss_idle")).read()),
      int(cfs) if cfs.isdigit() and int(cfs) > 0 else None, unit=" KiB")

@@ -45,12 +45,16 @@ for j in my_job do_my_job_bundle all_of_them; do ln -s job "$work/jobs/$j"; done
 : > "$JOURNAL"
 echo 2012-01-24T15:55:00Z > "$BATON_NOW"
 
-# Keys, access files and crontabs.
+# Identities (mutual TLS: each host's key pair; every server admits every host by its
+# certificate's fingerprint), access files and crontabs.
+pins=
 for h in $hosts; do
   mkdir -p "$work/$h/state"
-  baton-serve --keygen "$h" > "$work/$h/key"
-  cat "$work/$h/key" >> "$work/keys"
+  line=$(baton-key new "$h" --out "$work/$h/id")
+  echo "$line" >> "$work/keys"
+  pins="${pins:+$pins,}${line#* }"
 done
+export BATON_PIN="$pins"
 echo 'allow did.* key:Host2' > "$work/Host1/access"
 for h in Host2 Host3 Host4; do echo 'allow did.* key:Host5' > "$work/$h/access"; done
 : > "$work/Host5/access"
@@ -73,7 +77,8 @@ CRON
 i=11
 for h in $hosts; do
   BATON_HOST=$h BATON_STATE_DIR="$work/$h/state" baton-serve -q --listen "127.0.0.$i:0" \
-    --access "$work/$h/access" --keys "$work/keys" > "$work/$h/listen" 2> "$work/$h/serve.log" &
+    --access "$work/$h/access" --keys "$work/keys" \
+    --tls-cert "$work/$h/id/$h.crt" --tls-key "$work/$h/id/$h.key" > "$work/$h/listen" 2> "$work/$h/serve.log" &
   pids="$pids $!"
   i=$((i + 1))
 done
@@ -98,7 +103,7 @@ for t in 15:55 16:00 16:05 16:10 16:15 16:20; do
   echo "2012-01-24T$t:00Z" > "$BATON_NOW"
   events=0
   for h in $hosts; do
-    (cd "$work/$h" && BATON_HOST=$h BATON_STATE_DIR="$work/$h/state" BATON_KEY="$work/$h/key" \
+    (cd "$work/$h" && BATON_HOST=$h BATON_STATE_DIR="$work/$h/state" BATON_KEY="$work/$h/id/$h.key" \
       sh -c "$(cat crontab)") 2>> "$work/$h/cron.mail" || true
     total=$(wc -l < "$JOURNAL")
     if [ "$total" -gt "$seen" ]; then

@@ -2,7 +2,7 @@
 
 use crate::util::{baton, Host};
 
-const BINS: [&str; 7] = [
+const BINS: [&str; 8] = [
     "baton-classes",
     "baton-if",
     "baton-signal",
@@ -10,6 +10,7 @@ const BINS: [&str; 7] = [
     "baton-serve",
     "baton-query",
     "baton-promise",
+    "baton-key",
 ];
 
 #[test]

@@ -143,22 +143,53 @@ fn fan_in_over_three_hosts_with_host_prefixes_and_k_of_n() {
         .error("baton-query", "--min");
 }
 
+/// `baton-key new ID --out DIR`: writes DIR/ID.key and DIR/ID.crt; returns the --keys
+/// line and the certificate's fingerprint.
+pub fn new_identity(id: &str, dir: &std::path::Path) -> (String, String) {
+    let line = baton("baton-key")
+        .args(["new", id, "--out"])
+        .arg(dir)
+        .run()
+        .status(0)
+        .stdout();
+    let fp = line.split_whitespace().nth(1).unwrap().to_string();
+    (line, fp)
+}
+
+/// A server on `ip` with its own baton-key identity `name` (in `h.dir`) and `keys` as its
+/// --keys file; returns it and its certificate's fingerprint (the clients' --pin).
+fn mtls_server(
+    h: &Host,
+    name: &str,
+    ip: &str,
+    access: &str,
+    keys: &str,
+) -> (crate::util::Server, String) {
+    let (_, pin) = new_identity(name, &h.dir.path);
+    std::fs::write(h.dir.join("keys"), keys).unwrap();
+    let crt = h.dir.join(format!("{name}.crt"));
+    let key = h.dir.join(format!("{name}.key"));
+    let s = h.serve(
+        ip,
+        access,
+        &[
+            "--keys",
+            h.dir.join("keys").to_str().unwrap(),
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    (s, pin)
+}
+
 #[test]
 fn admission_by_address_cidr_and_key() {
     let h = Host::new("host1");
-    let key2 = baton("baton-serve")
-        .args(["--keygen", "host2"])
-        .run()
-        .status(0)
-        .stdout();
-    let key3 = baton("baton-serve")
-        .args(["--keygen", "host3"])
-        .run()
-        .status(0)
-        .stdout();
-    std::fs::write(h.dir.join("keys"), format!("{key2}{key3}")).unwrap();
-    std::fs::write(h.dir.join("host2.key"), &key2).unwrap();
-    std::fs::write(h.dir.join("host3.key"), &key3).unwrap();
+    let clients = h.dir.join("clients");
+    let (line2, _) = new_identity("host2", &clients);
+    let (line3, _) = new_identity("host3", &clients);
     for s in ["did_my_job", "secret_x", "open_y"] {
         h.at("baton-signal", T0)
             .args(["raise", s, "--ttl", "1h"])
@@ -166,38 +197,63 @@ fn admission_by_address_cidr_and_key() {
             .status(0);
     }
     let access = "allow did.*|secret_.* key:host2\nallow did.* key:host3\ndeny secret_.* key:host3\nallow open_.* 127.0.0.0/8\nallow did.* 10.0.0.0/8\n";
-    let keys = h.dir.join("keys");
-    let s = h.serve("127.0.0.2", access, &["--keys", keys.to_str().unwrap()]);
-    let as_key = |k: &str| query().args(["--key", h.dir.join(k).to_str().unwrap()]);
-    as_key("host2.key")
+    let (s, pin) = mtls_server(&h, "host1", "127.0.0.2", access, &format!("{line2}{line3}"));
+    let as_key = |k: &std::path::Path| query().args(["--pin", &pin, "--key"]).arg(k);
+    as_key(&clients.join("host2.key"))
         .args([&s.addr, ".*"])
         .run()
         .status(0)
         .stdout_is("did_my_job\nopen_y\nsecret_x\n");
-    as_key("host3.key")
+    as_key(&clients.join("host3.key"))
         .args([&s.addr, ".*"])
         .run()
         .status(0)
         .stdout_is("did_my_job\nopen_y\n");
     // By address alone (127.0.0.1 is in 127.0.0.0/8, not in 10.0.0.0/8).
     query()
-        .args([&s.addr, ".*"])
+        .args(["--pin", &pin, &s.addr, ".*"])
         .run()
         .status(0)
         .stdout_is("open_y\n");
-    // The key identity is checked by signature: a forged key file with host2's id fails.
-    let forged = format!("host2 {}\n", "ab".repeat(32));
-    std::fs::write(h.dir.join("forged.key"), forged).unwrap();
-    as_key("forged.key").args([&s.addr, ".*"]).run().error(
-        "baton-query",
-        "authentication refused (401): bad signature for key 'host2'",
-    );
-    // A stale timestamp (the client's clock an hour off) is refused.
-    as_key("host2.key")
-        .env("BATON_NOW", "2012-01-24T17:47:00Z")
+    // The identity is the certificate, not the name: another key pair called host2 is
+    // refused, with the same text as any other refusal.
+    let forged = h.dir.join("forged");
+    new_identity("host2", &forged);
+    as_key(&forged.join("host2.key"))
         .args([&s.addr, ".*"])
         .run()
-        .error("baton-query", "clock skew");
+        .error(
+            "baton-query",
+            &format!("cannot ask {}: access denied (403): not admitted", s.addr),
+        );
+    assert!(
+        s.log_text().contains("unknown certificate"),
+        "{}",
+        s.log_text()
+    );
+    // A private key others may read is refused, with the fix.
+    let key2 = clients.join("host2.key");
+    std::process::Command::new("chmod")
+        .arg("644")
+        .arg(&key2)
+        .status()
+        .unwrap();
+    as_key(&key2)
+        .args([&s.addr, ".*"])
+        .run()
+        .error("baton-query", "chmod 600");
+    // --key without the server's identity is an error that says what to add.
+    std::process::Command::new("chmod")
+        .arg("600")
+        .arg(&key2)
+        .status()
+        .unwrap();
+    query()
+        .arg("--key")
+        .arg(&key2)
+        .args([&s.addr, ".*"])
+        .run()
+        .error("baton-query", "--pin");
 }
 
 #[test]
@@ -218,48 +274,82 @@ fn an_unadmitted_client_gets_403_and_no_names() {
     assert!(!answer.contains("did_my_job"), "{answer}");
 }
 
+/// A TCP relay on 127.0.0.1 to `to` for one connection, keeping what the client sent.
+fn recording_relay(to: String) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = TcpStream::connect(&to).unwrap();
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let back = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+            let _ = c2.shutdown(std::net::Shutdown::Write);
+        });
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    sent.extend_from_slice(&buf[..n]);
+                    let _ = server.write_all(&buf[..n]);
+                }
+            }
+        }
+        let _ = server.shutdown(std::net::Shutdown::Write);
+        let _ = back.join();
+        sent
+    });
+    (addr, handle)
+}
+
 #[test]
-fn replayed_request_is_refused() {
-    let h = Host::new("host1");
-    let line = baton("baton-serve")
-        .args(["--keygen", "peer"])
-        .run()
-        .stdout();
-    std::fs::write(h.dir.join("keys"), &line).unwrap();
-    std::fs::write(h.dir.join("peer.key"), &line).unwrap();
-    h.at("baton-signal", T0)
-        .args(["raise", "did_my_job"])
-        .run()
-        .status(0);
-    let s = h.serve(
-        "127.0.0.2",
-        "allow .* key:peer\n",
-        &["--keys", h.dir.join("keys").to_str().unwrap()],
+fn a_request_accepted_by_server_a_is_useless_against_server_b() {
+    let a = Host::new("a");
+    let b = Host::new("b");
+    for h in [&a, &b] {
+        h.at("baton-signal", T0)
+            .args(["raise", "did_my_job", "--ttl", "1h"])
+            .run()
+            .status(0);
+    }
+    let clients = a.dir.join("clients");
+    let (line_c, _) = new_identity("c", &clients);
+    // B names key:c in its access file, but holds another certificate under that id.
+    let (line_other, _) = new_identity("c", &b.dir.join("other"));
+    let (sa, pin_a) = mtls_server(&a, "a", "127.0.0.2", "allow .* key:c\n", &line_c);
+    let (sb, pin_b) = mtls_server(&b, "b", "127.0.0.3", "allow .* key:c\n", &line_other);
+    let key = clients.join("c.key");
+    let pins = format!("{pin_a},{pin_b}");
+    let ask = |addr: &str| {
+        query()
+            .args(["--pin", &pins, "--key"])
+            .arg(&key)
+            .args([addr, "did.*"])
+    };
+    ask(&sa.addr).run().status(0).stdout_is("did_my_job\n");
+    ask(&sb.addr).run().error(
+        "baton-query",
+        &format!("cannot ask {}: access denied (403): not admitted", sb.addr),
     );
-    let key = baton_proto::auth::Key::load(&h.dir.join("peer.key")).unwrap();
-    let path = "/v1/signals?match=did.%2A";
-    let ts = 1_327_423_620; // T0
-    let auth = key.authorization("GET", path, ts).unwrap();
-    let first = get(&s.addr, path, Some(&auth));
-    assert!(
-        first.starts_with("HTTP/1.1 200") && first.contains("did_my_job"),
-        "{first}"
-    );
-    let again = get(&s.addr, path, Some(&auth));
-    assert!(
-        again.starts_with("HTTP/1.1 401") && again.contains("replayed"),
-        "{again}"
-    );
-    // A signature for another path does not carry over.
-    let other = get(
-        &s.addr,
-        "/v1/signals?match=.%2A",
-        Some(&key.authorization("GET", path, ts).unwrap()),
-    );
-    assert!(
-        other.starts_with("HTTP/1.1 401") && other.contains("bad signature"),
-        "{other}"
-    );
+    // A captured session is useless: the bytes c sent to A, replayed to A or to B, make
+    // no request (TLS binds them to the first handshake's server randomness and keys).
+    let (relay, recorded) = recording_relay(sa.addr.clone());
+    ask(&relay).run().status(0).stdout_is("did_my_job\n");
+    let sent = recorded.join().unwrap();
+    assert!(sent.len() > 100, "captured {} bytes", sent.len());
+    let served = |s: &crate::util::Server| s.log_text().matches("key=c GET").count();
+    let (before_a, before_b) = (served(&sa), served(&sb));
+    for addr in [&sa.addr, &sb.addr] {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(&sent);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    // The replayed connections are over (read_to_end returned): nothing was served.
+    assert_eq!((served(&sa), served(&sb)), (before_a, before_b));
 }
 
 #[test]
@@ -503,12 +593,6 @@ fn garbage_never_crashes_or_wedges_the_server() {
         let answer = get(&s.addr, path, None);
         assert!(answer.starts_with("HTTP/1.1 4"), "{path}: {answer}");
     }
-    let bad_auth = get(
-        &s.addr,
-        "/v1/signals",
-        Some("Baton key=\u{1}, ts=-99999999999999999999, nonce=zz, sig=%%"),
-    );
-    assert!(bad_auth.starts_with("HTTP/1.1 40"), "{bad_auth}");
     let post = raw(&s.addr, b"POST /v1/signals HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     // After all that, with the slow clients still connected, a normal query is answered.
@@ -593,10 +677,11 @@ fn bad_input_and_startup_errors() {
         .arg(h.dir.join("access"))
         .run()
         .error("baton-serve", "cannot listen on 256.0.0.1:0");
-    baton("baton-serve")
-        .args(["--keygen", "bad id"])
+    baton("baton-key")
+        .args(["new", "bad id", "--out"])
+        .arg(&h.dir.path)
         .run()
-        .error("baton-serve", "invalid key id");
+        .error("baton-key", "invalid key id");
     baton("baton-query")
         .args(["127.0.0.1:1", "("])
         .run()
@@ -723,7 +808,7 @@ fn tls_with_a_pinned_certificate_or_a_ca() {
     query()
         .args(["--pin", &other_pin, &s.addr, "did.*"])
         .run()
-        .error("baton-query", "not the pinned one");
+        .error("baton-query", "not a pinned one");
     let other_ca = h.dir.join("other_ca.crt");
     query()
         .args(["--ca", other_ca.to_str().unwrap(), &s.addr, "did.*"])

@@ -173,6 +173,7 @@ impl Cluster {
         }
         std::fs::write(root.join("journal"), "").unwrap();
         let mut keys = String::new();
+        let mut pins = Vec::new();
         let mut hosts: Vec<SimHost> = names
             .iter()
             .enumerate()
@@ -185,13 +186,16 @@ impl Cluster {
                 // As an install leaves a host: its state dir exists, so readers have no
                 // missing state dir to warn about.
                 std::fs::create_dir(host.state()).unwrap();
-                let key = baton("baton-serve")
-                    .args(["--keygen", name])
+                // The host's identity: NAME.key and NAME.crt in its dir, its server's
+                // certificate and its client certificate alike.
+                let line = baton("baton-key")
+                    .args(["new", name, "--out"])
+                    .arg(&host.dir.path)
                     .run()
                     .status(0)
                     .stdout();
-                std::fs::write(host.dir.join("key"), &key).unwrap();
-                keys.push_str(&key);
+                keys.push_str(&line);
+                pins.push(line.split_whitespace().nth(1).unwrap().to_string());
                 let crontab = guide_block("crontab", pattern, name)
                     .iter()
                     .map(|l| CronLine::parse(l))
@@ -214,15 +218,24 @@ impl Cluster {
                 .unwrap_or_default()
                 .join("\n");
             h.host.set_clock(&stamp(start));
+            let (cert, key) = h.host.identity();
             let server = h.host.serve(
                 &h.ip,
                 &format!("{access}\n"),
-                &["--keys", keys_path.to_str().unwrap()],
+                &[
+                    "--keys",
+                    keys_path.to_str().unwrap(),
+                    "--tls-cert",
+                    cert.to_str().unwrap(),
+                    "--tls-key",
+                    key.to_str().unwrap(),
+                ],
             );
             peers.push_str(&format!("{} {}\n", h.host.name, server.addr));
             h.server = Some(server);
         }
         std::fs::write(root.join("peers"), peers).unwrap();
+        std::fs::write(root.join("pins"), pins.join(",")).unwrap();
         Cluster {
             root,
             hosts,
@@ -311,6 +324,7 @@ impl Cluster {
         for h in &self.hosts {
             h.host.set_clock(&stamp);
         }
+        let pins = std::fs::read_to_string(self.root.join("pins")).unwrap_or_default();
         let path = format!(
             "{}:{}:{}:/usr/bin:/bin",
             bin("baton-if").parent().unwrap().display(),
@@ -329,7 +343,8 @@ impl Cluster {
                     .env("BATON_HOST", &h.host.name)
                     .env("BATON_STATE_DIR", h.host.state())
                     .env("BATON_NOW", h.host.dir.join("now"))
-                    .env("BATON_KEY", h.host.dir.join("key"))
+                    .env("BATON_KEY", h.host.identity().1)
+                    .env("BATON_PIN", &pins)
                     .env("BATON_PEERS", self.root.join("peers"))
                     .env("JOURNAL", self.root.join("journal"))
                     .env("BATON_STORE", self.store.as_deref().unwrap_or(""))

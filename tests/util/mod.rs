@@ -39,6 +39,7 @@ pub fn bin(name: &str) -> PathBuf {
         "baton-query" => env!("CARGO_BIN_EXE_baton-query"),
         "baton-promise" => env!("CARGO_BIN_EXE_baton-promise"),
         "baton-gen" => env!("CARGO_BIN_EXE_baton-gen"),
+        "baton-key" => env!("CARGO_BIN_EXE_baton-key"),
         other => panic!("unknown binary {other}"),
     };
     PathBuf::from(path)
@@ -213,6 +214,15 @@ impl Host {
     /// `access` as its access file, its clock read from the host's clock file.
     pub fn serve(&self, ip: &str, access: &str, extra: &[&str]) -> Server {
         self.serve_under(&[], ip, access, extra)
+    }
+
+    /// This host's identity as `baton-key new NAME --out DIR` writes it: the certificate
+    /// and the private key.
+    pub fn identity(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{}.crt", self.name)),
+            self.dir.join(format!("{}.key", self.name)),
+        )
     }
 
     /// `serve`, with baton-serve run by a wrapper that execs it (`prlimit --nofile=N:N`),

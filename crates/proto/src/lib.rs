@@ -5,8 +5,6 @@
 //! It is not the server (that is `baton-serve`, which alone links an HTTP server stack)
 //! nor the client (`baton-query`): both depend on this crate, never on each other.
 
-pub mod auth;
-
 use baton_store::Signal;
 use chrono::{DateTime, Utc};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

@@ -8,7 +8,6 @@ use baton_core::error::{
     finish, parse_args, stdout_error, ExitStatus, EXIT_ERROR, EXIT_FALSE, EXIT_TRUE,
 };
 use baton_core::{name, Clock, Duration, Error, Result};
-use baton_proto::auth::Key;
 use baton_proto::{PeerSignal, SignalsReply};
 use baton_store::SignalStore;
 use chrono::{DateTime, Utc};
@@ -63,7 +62,8 @@ pub struct QueryCli {
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 
-    /// Sign requests with this key file (as baton-serve --keygen writes)
+    /// Present this host's identity (mutual TLS): DIR/ID.key as baton-key new writes it,
+    /// with DIR/ID.crt beside it. Implies --tls; needs --pin or --ca
     #[arg(long, value_name = "FILE", env = "BATON_KEY")]
     pub key: Option<PathBuf>,
 
@@ -75,8 +75,9 @@ pub struct QueryCli {
     #[arg(long, value_name = "FILE", env = "BATON_CA", conflicts_with = "pin")]
     pub ca: Option<PathBuf>,
 
-    /// Trust only the server certificate with this SHA-256 fingerprint
-    #[arg(long, value_name = "SHA256", env = "BATON_PIN")]
+    /// Trust only the server certificates with these SHA-256 fingerprints (comma-separated;
+    /// baton-key show CERT prints one)
+    #[arg(long, value_name = "SHA256[,SHA256...]", env = "BATON_PIN")]
     pub pin: Option<String>,
 
     /// Peers file: 'NAME ADDRESS[:PORT]' per line, so crontab lines can name hosts
@@ -206,7 +207,8 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
     let (hosts, pattern) = (&cli.hosts, &cli.regex);
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
-    let https = cli.tls || cli.ca.is_some() || cli.pin.is_some();
+    let key = cli.key.as_deref().filter(|k| !k.as_os_str().is_empty());
+    let https = cli.tls || cli.ca.is_some() || cli.pin.is_some() || key.is_some();
     let peers = match &cli.peers {
         Some(path) => Peers::load(path)?,
         None => Peers::default(),
@@ -256,14 +258,22 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
         .map(parse_time)
         .transpose()
         .map_err(|e| e.context("--since"))?;
-    let key = cli.key.as_deref().map(Key::load).transpose()?;
+    let identity = key
+        .map(baton_identity::Identity::load)
+        .transpose()
+        .map_err(|e| e.context("--key"))?;
     let tls = match (&cli.ca, &cli.pin) {
-        (Some(ca), _) => Some(tls::private_ca(ca)?),
-        (None, Some(pin)) => Some(tls::pinned(tls::parse_pin(pin)?)?),
+        (Some(ca), _) => Some(tls::private_ca(ca, identity)?),
+        (None, Some(pin)) => Some(tls::pinned(tls::parse_pins(pin)?, identity)?),
+        (None, None) if identity.is_some() => {
+            return Err(Error::new(
+                "--key needs the server's identity too: --pin SHA256 (baton-key show SERVER.crt prints it) or --ca FILE",
+            ))
+        }
         _ => None,
     };
     let clock = Clock::resolve(cli.at.as_deref())?;
-    let client = Client::new(key, tls, cli.timeout.std(), clock.clone());
+    let client = Client::new(tls, cli.timeout.std());
     let etcd = match cli.store.as_deref().filter(|s| !s.is_empty()) {
         Some(url) if targets.iter().any(|t| !t.cfengine) => Some(
             baton_store::backend::open_shared(url, "", cli.timeout.std())?,

@@ -1,9 +1,9 @@
-//! Asking peers for their signals: one `GET /v1/signals?match=REGEX` per host, signed
-//! when a key is given, many hosts at once, each bounded by the time-out.
+//! Asking peers for their signals: one `GET /v1/signals?match=REGEX` per host (over
+//! mutual TLS when this host has an identity), many hosts at once, each bounded by the
+//! time-out.
 
 use baton_core::name::canonify;
-use baton_core::{Clock, Error, Result};
-use baton_proto::auth::Key;
+use baton_core::{Error, Result};
 use baton_proto::{signals_request, ErrorReply, SignalsReply, DEFAULT_PORT};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -208,18 +208,11 @@ fn certificate_fix(text: &str) -> Option<String> {
 /// How to reach peers.
 pub struct Client {
     agent: ureq::Agent,
-    key: Option<Key>,
-    clock: Clock,
     timeout: Duration,
 }
 
 impl Client {
-    pub fn new(
-        key: Option<Key>,
-        tls: Option<Arc<rustls::ClientConfig>>,
-        timeout: Duration,
-        clock: Clock,
-    ) -> Client {
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>, timeout: Duration) -> Client {
         let mut builder = ureq::AgentBuilder::new()
             .timeout(timeout)
             .redirects(0)
@@ -229,8 +222,6 @@ impl Client {
         }
         Client {
             agent: builder.build(),
-            key,
-            clock,
             timeout,
         }
     }
@@ -239,14 +230,7 @@ impl Client {
     /// short reason (`connection refused`, `access denied (403): not admitted`, ...).
     pub fn ask(&self, target: &Target, pattern: &str) -> std::result::Result<SignalsReply, String> {
         let path = signals_request(pattern);
-        let mut request = self.agent.get(&target.url(&path));
-        if let Some(key) = &self.key {
-            let now = self.clock.now().map_err(|e| e.message)?;
-            let header = key
-                .authorization("GET", &path, now.timestamp())
-                .map_err(|e| e.message)?;
-            request = request.set("Authorization", &header);
-        }
+        let request = self.agent.get(&target.url(&path));
         match request.call() {
             Ok(response) => {
                 let body = response

@@ -1,12 +1,14 @@
-//! TLS trust for `baton-query`: a private CA, or a pinned certificate fingerprint (the
-//! SHA-256 of the server's certificate, as `openssl x509 -fingerprint -sha256` prints it).
+//! TLS for `baton-query`: trust in the server (a private CA, or pinned certificate
+//! fingerprints: the SHA-256 of a server's certificate, as `baton-key show` and `openssl
+//! x509 -fingerprint -sha256` print it), and this host's own identity (`--key`), which
+//! the server admits by its fingerprint (mutual TLS).
 
 use baton_core::{Error, Result};
+use baton_identity::{Fingerprint, Identity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,38 +16,50 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Parse a fingerprint: 64 hex digits, colons allowed.
-pub fn parse_pin(text: &str) -> Result<[u8; 32]> {
-    let hex: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes = baton_proto::auth::unhex(&hex.to_lowercase())
-        .filter(|b| b.len() == 32)
-        .ok_or_else(|| {
-            Error::new(format!(
-                "invalid --pin '{text}': give the certificate's SHA-256 as 64 hex digits"
-            ))
-        })?;
-    let mut pin = [0u8; 32];
-    pin.copy_from_slice(&bytes);
-    Ok(pin)
+/// Parse `--pin`: one or more fingerprints (64 hex digits, colons allowed), separated by
+/// commas: a client that asks several servers pins each one's certificate.
+pub fn parse_pins(text: &str) -> Result<Vec<Fingerprint>> {
+    text.split(',')
+        .map(|one| {
+            baton_identity::parse_fingerprint(one.trim()).ok_or_else(|| {
+                Error::new(format!(
+                    "invalid --pin '{text}': give each certificate's SHA-256 as 64 hex digits (baton-key show CERT), commas between"
+                ))
+            })
+        })
+        .collect()
 }
 
-/// A client config trusting only the certificate with this SHA-256 fingerprint.
-pub fn pinned(pin: [u8; 32]) -> Result<Arc<ClientConfig>> {
-    let verifier = Arc::new(PinnedCert {
-        pin,
-        provider: provider(),
-    });
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(format!("TLS setup: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+fn with_identity(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<Identity>,
+) -> Result<Arc<ClientConfig>> {
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.certs, id.key)
+            .map_err(|e| Error::new(format!("--key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
+/// A client config trusting only the certificates with these SHA-256 fingerprints,
+/// presenting `identity` when given.
+pub fn pinned(pins: Vec<Fingerprint>, identity: Option<Identity>) -> Result<Arc<ClientConfig>> {
+    let verifier = Arc::new(PinnedCert {
+        pins,
+        provider: provider(),
+    });
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    with_identity(builder, identity)
+}
+
 /// A client config trusting the CA certificates in a PEM file (host names are checked).
-pub fn private_ca(path: &Path) -> Result<Arc<ClientConfig>> {
+pub fn private_ca(path: &Path, identity: Option<Identity>) -> Result<Arc<ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = RootCertStore::empty();
     let mut found = 0;
@@ -66,17 +80,16 @@ pub fn private_ca(path: &Path) -> Result<Arc<ClientConfig>> {
             path.display()
         )));
     }
-    let config = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_root_certificates(roots);
+    with_identity(builder, identity)
 }
 
 #[derive(Debug)]
 struct PinnedCert {
-    pin: [u8; 32],
+    pins: Vec<Fingerprint>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -89,14 +102,14 @@ impl ServerCertVerifier for PinnedCert {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let digest: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        let digest = baton_identity::fingerprint(end_entity.as_ref());
         // The fingerprint is public; no need for a constant-time comparison.
-        if digest == self.pin {
+        if self.pins.contains(&digest) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(
-                "certificate fingerprint {} is not the pinned one",
-                baton_proto::auth::hex(&digest)
+                "certificate fingerprint {} is not a pinned one",
+                baton_identity::show(&digest)
             )))
         }
     }
@@ -144,9 +157,12 @@ mod tests {
     fn pins_parse_with_or_without_colons() {
         let hex = "AB".repeat(32);
         let colons = vec!["ab"; 32].join(":");
-        assert_eq!(parse_pin(&hex).unwrap(), [0xab; 32]);
-        assert_eq!(parse_pin(&colons).unwrap(), [0xab; 32]);
-        assert!(parse_pin("abcd").is_err());
-        assert!(parse_pin(&"zz".repeat(32)).is_err());
+        assert_eq!(parse_pins(&hex).unwrap(), vec![[0xab; 32]]);
+        assert_eq!(parse_pins(&colons).unwrap(), vec![[0xab; 32]]);
+        let two = format!("{hex}, {}", "01".repeat(32));
+        assert_eq!(parse_pins(&two).unwrap(), vec![[0xab; 32], [1; 32]]);
+        assert!(parse_pins("abcd").is_err());
+        assert!(parse_pins(&format!("{hex},")).is_err());
+        assert!(parse_pins(&"zz".repeat(32)).is_err());
     }
 }

@@ -144,7 +144,7 @@ fn parse_peer(word: &str, resolver: &dyn Fn(&str) -> Option<Vec<IpAddr>>) -> Res
         return Ok(Selector::Anyone);
     }
     if let Some(id) = word.strip_prefix("key:") {
-        baton_proto::auth::validate_key_id(id)?;
+        baton_identity::validate_id(id)?;
         return Ok(Selector::Key(id.to_string()));
     }
     if let Some((net, bits)) = word.split_once('/') {

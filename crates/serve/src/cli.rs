@@ -5,7 +5,7 @@ use crate::serve::{ServeConfig, Server};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
 use baton_core::{Duration, Error, Result};
-use baton_proto::auth::{Key, KeyRing, Verifier};
+use baton_identity::KeyRing;
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
@@ -31,29 +31,22 @@ pub struct ServeCli {
     pub listen: String,
 
     /// The access rules: which peers may see which signals
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "keygen",
-        env = "BATON_ACCESS"
-    )]
-    pub access: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", env = "BATON_ACCESS")]
+    pub access: PathBuf,
 
-    /// Peers' keys, one 'ID SECRET' line each (the concatenation of their key files)
-    #[arg(long, value_name = "FILE", env = "BATON_KEYS")]
+    /// The client identities this server admits (key:ID in the access file), one
+    /// 'ID SHA256' line each, as baton-key new prints them. Needs --tls-cert
+    #[arg(long, value_name = "FILE", env = "BATON_KEYS", requires = "tls_cert")]
     pub keys: Option<PathBuf>,
 
-    /// Serve HTTPS with this PEM certificate (chain)
+    /// Serve HTTPS with this PEM certificate (chain): this server's identity, e.g. the
+    /// ID.crt baton-key new writes
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// The PEM private key of --tls-cert
+    /// The PEM private key of --tls-cert (mode 0600: refused if others may read it)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-
-    /// How far a signed request's timestamp may be from this host's clock
-    #[arg(long, value_name = "DUR", default_value = "5m")]
-    pub skew: Duration,
 
     /// Open connections at once; past this, new ones get 503
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -77,11 +70,6 @@ pub struct ServeCli {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Print a new key for peer ID ('ID SECRET') and exit: give it to the peer as its
-    /// --key file and add the line to this server's --keys file
-    #[arg(long, value_name = "ID", conflicts_with = "access")]
-    pub keygen: Option<String>,
-
     #[command(flatten)]
     pub site: SiteArgs,
 }
@@ -95,27 +83,16 @@ pub fn baton_serve(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn run(cli: ServeCli) -> Result<ExitStatus> {
-    if let Some(id) = &cli.keygen {
-        let key = Key::generate(id)?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", key.to_line()).map_err(stdout_error)?;
-        return Ok(EXIT_TRUE);
-    }
-    let (listen, Some(access)) = (cli.listen.clone(), cli.access.clone()) else {
-        return Err(Error::new("--access is required"));
-    };
+    let (listen, access) = (cli.listen.clone(), cli.access.clone());
     let site = cli.site.resolve()?;
     if site.store.is_some() {
         return Err(Error::new(
             "baton-serve serves the state dir; with an etcd store peers read etcd directly (baton-query --store)",
         ));
     }
-    let verifier = match &cli.keys {
-        Some(path) => Some(Verifier::new(
-            KeyRing::load(path)?,
-            cli.skew.as_secs().max(1) as i64,
-        )),
-        None => None,
+    let keys = match &cli.keys {
+        Some(path) => KeyRing::load(path)?,
+        None => KeyRing::default(),
     };
     let tls = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
@@ -134,7 +111,7 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
     let server = Server::bind(ServeConfig {
         listen,
         access,
-        verifier,
+        keys,
         tls,
         limits: Limits {
             max_connections,

@@ -83,6 +83,9 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub peer: IpAddr,
+    /// The SHA-256 of the certificate the client presented in the TLS handshake (mutual
+    /// TLS), if it presented one: it proved it holds the certificate's private key.
+    pub client: Option<baton_identity::Fingerprint>,
 }
 
 impl Request {
@@ -234,12 +237,19 @@ impl HttpServer {
                         let Ok(stream) = acceptor.accept(io).await else {
                             return;
                         };
+                        let client = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .map(|cert| baton_identity::fingerprint(cert.as_ref()));
                         let io = TokioIo::new(stream);
-                        connection(io, peer, clock, &limits, handler, watcher).await;
+                        let who = (peer, client);
+                        connection(io, who, clock, &limits, handler, watcher).await;
                     }
                     None => {
                         let io = TokioIo::new(io);
-                        connection(io, peer, clock, &limits, handler, watcher).await;
+                        connection(io, (peer, None), clock, &limits, handler, watcher).await;
                     }
                 }
             });
@@ -281,7 +291,7 @@ fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
 /// Serve one connection's HTTP/1.1 requests until it closes, or is closed by a drain.
 async fn connection<I>(
     io: I,
-    peer: IpAddr,
+    (peer, client): (IpAddr, Option<baton_identity::Fingerprint>),
     clock: Arc<Mutex<Phase>>,
     limits: &Limits,
     handler: Arc<Handler>,
@@ -307,6 +317,7 @@ async fn connection<I>(
                 })
                 .collect(),
             peer,
+            client,
         };
         let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
             || req
@@ -588,40 +599,89 @@ impl Backoff {
     }
 }
 
-/// A rustls server config from PEM files: a certificate chain and an unencrypted key.
+/// A rustls server config from PEM files: this server's certificate chain and its
+/// unencrypted private key (refused if others may read it). Clients may present a
+/// certificate of their own (mutual TLS): the handshake proves they hold its key, and the
+/// service admits them by its fingerprint (`--keys`).
 pub fn tls_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem_error = |p: &std::path::Path, e| Error::new(format!("{}: not PEM: {e}", p.display()));
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_error(cert, e))?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(cert, e))?;
-    if certs.is_empty() {
-        return Err(Error::new(format!(
-            "{}: no PEM certificate found",
-            cert.display()
-        )));
-    }
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => Error::new(format!(
-            "{}: no unencrypted private key found",
-            key.display()
-        )),
-        e => pem_error(key, e),
-    })?;
+    let certs = baton_identity::load_certs(cert)?;
+    let private_key = baton_identity::load_private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyClientCert {
+        provider: Arc::clone(&provider),
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(format!("TLS setup: {e}")))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(certs, private_key)
         .map_err(|e| Error::new(format!("{} and {}: {e}", cert.display(), key.display())))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Asks clients for a certificate, lets them go without one, and takes any they present
+/// once the handshake has proved they hold its private key: which certificates are
+/// admitted is the service's decision, by fingerprint, so that every refusal looks alike.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use crate::access::{Peer, Rules};
 use crate::http::{HttpServer, Limits, Request, Response};
 use baton_core::cli::Site;
 use baton_core::{name, Error, Result};
-use baton_proto::auth::{AuthError, Verifier};
+use baton_identity::KeyRing;
 use baton_proto::{
     query_param, ErrorReply, HealthReply, PeerSignal, SignalsReply, API_VERSION, HEALTH_PATH,
     MATCH_PARAM, SIGNALS_PATH,
@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The one answer to a refused peer, whatever the reason.
+pub const DENIED: &str = "not admitted";
+
 /// The longest request URL accepted.
 const MAX_URL: usize = 4096;
 
@@ -24,7 +27,8 @@ const MAX_URL: usize = 4096;
 pub struct ServeConfig {
     pub listen: String,
     pub access: PathBuf,
-    pub verifier: Option<Verifier>,
+    /// The client identities admitted by fingerprint (`--keys`); empty without one.
+    pub keys: KeyRing,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub limits: Limits,
     pub site: Site,
@@ -43,7 +47,7 @@ struct Shared {
     store: FileStore,
     access_path: PathBuf,
     access: RwLock<Loaded>,
-    verifier: Option<Verifier>,
+    keys: KeyRing,
     log_requests: bool,
     patterns: PatternCache,
 }
@@ -113,7 +117,7 @@ impl Server {
                     rules: Arc::new(rules),
                     stamp: file_stamp(&config.access),
                 }),
-                verifier: config.verifier,
+                keys: config.keys,
                 log_requests: config.log_requests,
                 patterns: PatternCache::default(),
             }),
@@ -179,7 +183,7 @@ impl Shared {
 
     fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let (status, identity, body) = self.answer(request);
+        let (status, identity, body, detail) = self.answer(request);
         if self.log_requests {
             let path: String = request
                 .target
@@ -189,18 +193,33 @@ impl Shared {
                 .collect();
             let key = identity.as_deref().unwrap_or("-");
             let ms = started.elapsed().as_secs_f64() * 1000.0;
+            let why = detail.map(|d| format!(" ({d})")).unwrap_or_default();
             log(&format!(
-                "{} key={key} {} {path} {status} {ms:.2}ms",
+                "{} key={key} {} {path} {status} {ms:.2}ms{why}",
                 request.peer, request.method
             ));
         }
         Response { status, body }
     }
 
-    /// The status, the key identity (if any) and the JSON body for one request.
-    fn answer(&self, request: &Request) -> (u16, Option<String>, String) {
+    /// The status, the key identity (if any), the JSON body for one request, and what the
+    /// log says of a refusal that the peer is not told.
+    fn answer(&self, request: &Request) -> (u16, Option<String>, String, Option<String>) {
         let err = |status: u16, key: Option<String>, msg: &str| {
-            (status, key, to_json(&ErrorReply { error: msg.into() }))
+            (
+                status,
+                key,
+                to_json(&ErrorReply { error: msg.into() }),
+                None,
+            )
+        };
+        // One answer for every refusal (an unknown certificate, a known one not admitted,
+        // an address not admitted), so that a peer learns nothing; the log has the detail.
+        let denied = |key: Option<String>, detail: String| {
+            let body = to_json(&ErrorReply {
+                error: DENIED.into(),
+            });
+            (403, key, body, Some(detail))
         };
         let url = request.target.as_str();
         if url.len() > MAX_URL {
@@ -215,7 +234,7 @@ impl Shared {
                 version: API_VERSION,
                 ok: true,
             };
-            return (200, None, to_json(&health));
+            return (200, None, to_json(&health), None);
         }
         if path != SIGNALS_PATH {
             return err(404, None, "no such resource (try /v1/signals?match=REGEX)");
@@ -224,19 +243,14 @@ impl Shared {
             Ok(t) => t,
             Err(e) => return err(500, None, &e.message),
         };
-        let key = match (request.header("Authorization"), &self.verifier) {
-            (None, _) => None,
-            (Some(_), None) => {
-                return err(
-                    401,
-                    None,
-                    "this server has no keys (--keys) to check a signature with",
-                )
-            }
-            (Some(h), Some(v)) => match v.verify(h, "GET", url, now.timestamp()) {
-                Ok(id) => Some(id),
-                Err(e @ AuthError::Overloaded) => return err(503, None, &e.to_string()),
-                Err(e) => return err(401, None, &e.to_string()),
+        let key = match &request.client {
+            None => None,
+            Some(fp) => match self.keys.id_of(fp) {
+                Some(id) => Some(id.to_string()),
+                None => {
+                    let fp = baton_identity::show(fp);
+                    return denied(None, format!("unknown certificate {fp}"));
+                }
             },
         };
         let peer = Peer {
@@ -245,7 +259,11 @@ impl Shared {
         };
         let rules = self.rules();
         if !rules.admits_peer(&peer) {
-            return err(403, key, "not admitted");
+            let who = match &key {
+                Some(id) => format!("key:{id} from {}", request.peer),
+                None => request.peer.to_string(),
+            };
+            return denied(key, format!("{who} is not admitted by any rule"));
         }
         let pattern_text = match query_param(query, MATCH_PARAM) {
             Ok(Some(p)) => p,
@@ -271,7 +289,7 @@ impl Shared {
                 .map(PeerSignal::from)
                 .collect(),
         };
-        (200, key, to_json(&reply))
+        (200, key, to_json(&reply), None)
     }
 }
 

@@ -25,6 +25,7 @@ pub fn commands() -> Vec<Command> {
         baton_serve::cli::ServeCli::command(),
         baton_query::cli::QueryCli::command(),
         baton_promise::cli::PromiseCli::command(),
+        baton_identity::cli::KeyCli::command(),
         chain_command(),
     ]
 }

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    baton_identity::cli::baton_key(std::env::args_os())
+}
