@@ -829,3 +829,109 @@ fn tls_with_a_pinned_certificate_or_a_ca() {
         .run()
         .error("baton-serve", "private key");
 }
+
+/// The server's log once it holds `want` (bounded wait: the start-up lines follow the
+/// `listening on` line the harness waits for).
+fn log_once_it_has(s: &crate::util::Server, want: &str) -> String {
+    wait_until(
+        &format!("the log to say '{want}'"),
+        Duration::from_secs(20),
+        || s.log_text().contains(want),
+    );
+    s.log_text()
+}
+
+/// Every line of a log starts with an RFC 3339 UTC time, then `baton-serve:`.
+fn assert_stamped(log: &str) {
+    for line in log.lines() {
+        let (stamp, rest) = line.split_once(' ').unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok()
+                && rest.starts_with("baton-serve: "),
+            "an unstamped log line: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn startup_log_says_who_where_and_what_is_wrong() {
+    // A missing state dir and an empty access file, plain HTTP, no keys.
+    let h = Host::new("host1");
+    std::fs::remove_dir(h.state()).unwrap();
+    let s = h.serve("127.0.0.2", "# nothing yet\n", &[]);
+    let log = log_once_it_has(&s, "has no rules");
+    assert!(log.contains("as host host1 (plain HTTP)"), "{log}");
+    assert!(
+        log.contains(&format!("state dir {}", h.state().display())),
+        "{log}"
+    );
+    assert!(log.contains("does not exist"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "access file {} (0 rules)",
+            h.dir.join("access").display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("no keys file (--keys)"), "{log}");
+    assert_stamped(&log);
+    drop(s);
+
+    // An empty state dir.
+    let h = Host::new("host1");
+    let s = h.serve("127.0.0.2", "allow .* 127.0.0.1\n", &[]);
+    let log = log_once_it_has(&s, "holds no signals yet");
+    assert!(!log.contains("has no rules"), "{log}");
+    drop(s);
+
+    // Rules naming a key --keys does not list; the one it lists is not warned about.
+    let h = Host::new("host1");
+    h.at("baton-signal", T0)
+        .args(["raise", "did_my_job", "--ttl", "1h"])
+        .run()
+        .status(0);
+    let (line2, _) = new_identity("host2", &h.dir.join("clients"));
+    let (s, _) = mtls_server(
+        &h,
+        "host1",
+        "127.0.0.2",
+        "allow .* key:host2 key:host3\n",
+        &line2,
+    );
+    let log = log_once_it_has(&s, "key:host3, which --keys does not list");
+    assert!(
+        log.contains(&format!(
+            "keys file {} (1 identities)",
+            h.dir.join("keys").display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("HTTPS, certificate"), "{log}");
+    assert!(!log.contains("key:host2, which"), "{log}");
+    assert!(
+        !log.contains("holds no signals") && !log.contains("does not exist"),
+        "{log}"
+    );
+    // And a query's request line is stamped too.
+    query()
+        .args(["--pin"])
+        .arg(s_pin(&h))
+        .args([&s.addr, "x"])
+        .run();
+    wait_until("a request line", Duration::from_secs(20), || {
+        s.log_text().contains(" GET /v1/signals")
+    });
+    assert_stamped(&s.log_text());
+}
+
+/// The fingerprint of host `h`'s own certificate (its server's --pin).
+fn s_pin(h: &Host) -> String {
+    baton("baton-key")
+        .arg("show")
+        .arg(h.dir.join(format!("{}.crt", h.name)))
+        .run()
+        .status(0)
+        .stdout()
+        .trim()
+        .to_string()
+}

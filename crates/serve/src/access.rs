@@ -137,6 +137,19 @@ impl Rules {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// The key ids the rules name (`key:ID`), each once, in order of appearance.
+    pub fn key_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for selector in self.rules.iter().flat_map(|r| &r.peers) {
+            if let Selector::Key(id) = selector {
+                if !ids.contains(&id.as_str()) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
 }
 
 fn parse_peer(word: &str, resolver: &dyn Fn(&str) -> Option<Vec<IpAddr>>) -> Result<Selector> {

@@ -90,6 +90,7 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
             "baton-serve serves the state dir; with an etcd store peers read etcd directly (baton-query --store)",
         ));
     }
+    let keys_path = cli.keys.clone();
     let keys = match &cli.keys {
         Some(path) => KeyRing::load(path)?,
         None => KeyRing::default(),
@@ -112,6 +113,7 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         listen,
         access,
         keys,
+        keys_path,
         tls,
         limits: Limits {
             max_connections,
@@ -142,6 +144,16 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         writeln!(out, "listening on {}", server.addr).map_err(stdout_error)?;
         out.flush().map_err(stdout_error)?;
     }
+    let tls = match &cli.tls_cert {
+        Some(cert) => {
+            let fp = baton_identity::load_certs(cert)
+                .map(|c| baton_identity::show(&baton_identity::fingerprint(c[0].as_ref())))
+                .unwrap_or_default();
+            format!("HTTPS, certificate {} SHA256 {fp}", cert.display())
+        }
+        None => "plain HTTP".to_string(),
+    };
+    server.announce(&tls);
     server.run(stop, reload)?;
     Ok(EXIT_TRUE)
 }

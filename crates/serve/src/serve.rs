@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub access: PathBuf,
     /// The client identities admitted by fingerprint (`--keys`); empty without one.
     pub keys: KeyRing,
+    /// Where `keys` came from, for messages.
+    pub keys_path: Option<PathBuf>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub limits: Limits,
     pub site: Site,
@@ -48,6 +50,7 @@ struct Shared {
     access_path: PathBuf,
     access: RwLock<Loaded>,
     keys: KeyRing,
+    keys_path: Option<PathBuf>,
     log_requests: bool,
     patterns: PatternCache,
 }
@@ -118,6 +121,7 @@ impl Server {
                     stamp: file_stamp(&config.access),
                 }),
                 keys: config.keys,
+                keys_path: config.keys_path,
                 log_requests: config.log_requests,
                 patterns: PatternCache::default(),
             }),
@@ -127,6 +131,45 @@ impl Server {
 }
 
 impl Server {
+    /// Log what this server is (at start): its identity, state dir, store, access and
+    /// keys files, TLS; then a warning for each thing that will keep it from serving
+    /// what it should.
+    pub fn announce(&self, tls: &str) {
+        let shared = &self.shared;
+        let rules = shared.rules();
+        log(&format!(
+            "listening on {} as host {} ({tls})",
+            self.addr, shared.site.host
+        ));
+        log(&format!(
+            "state dir {}, store: signal files in {}",
+            shared.site.state_dir.display(),
+            shared.site.state_dir.join("signals").display()
+        ));
+        log(&format!(
+            "access file {} ({} rules)",
+            shared.access_path.display(),
+            rules.len()
+        ));
+        match &shared.keys_path {
+            Some(p) => log(&format!(
+                "keys file {} ({} identities)",
+                p.display(),
+                shared.keys.len()
+            )),
+            None => log("no keys file (--keys): clients are admitted by address only"),
+        }
+        let mut warnings = state_warnings(&shared.site.state_dir);
+        warnings.extend(rule_warnings(
+            &rules,
+            &shared.keys,
+            shared.keys_path.as_deref(),
+        ));
+        for w in warnings {
+            log(&format!("warning: {w}"));
+        }
+    }
+
     /// Serve until `stop` is set (SIGTERM or SIGINT in baton-serve). `reload` asks for the
     /// access file to be read again (SIGHUP); it is also re-read when it changes.
     pub fn run(self, stop: Arc<AtomicBool>, reload: Arc<AtomicBool>) -> Result<()> {
@@ -160,14 +203,18 @@ impl Shared {
         match load_rules(&self.access_path) {
             Ok(rules) => {
                 let n = rules.len();
+                let rules = Arc::new(rules);
                 *self.access.write().unwrap_or_else(|p| p.into_inner()) = Loaded {
-                    rules: Arc::new(rules),
+                    rules: Arc::clone(&rules),
                     stamp,
                 };
                 log(&format!(
                     "reloaded {} ({n} rules)",
                     self.access_path.display()
                 ));
+                for w in rule_warnings(&rules, &self.keys, self.keys_path.as_deref()) {
+                    log(&format!("warning: {w}"));
+                }
             }
             Err(e) => {
                 // Remember the stamp so a bad file is reported once, not every 200 ms.
@@ -298,6 +345,66 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| r#"{"error":"cannot serialise"}"#.into())
 }
 
-fn log(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "baton-serve: {line}");
+/// One log line on stderr, stamped with the wall-clock time (RFC 3339, UTC): a log says
+/// when things happened, whatever clock (`BATON_NOW`) the service answers by.
+pub fn log(line: &str) {
+    let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let _ = writeln!(std::io::stderr().lock(), "{stamp} baton-serve: {line}");
+}
+
+/// What is wrong with a configuration that starts but cannot serve what it should: rules
+/// naming keys that `--keys` does not list, no rules at all.
+pub fn rule_warnings(
+    rules: &Rules,
+    keys: &KeyRing,
+    keys_path: Option<&std::path::Path>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if rules.is_empty() {
+        warnings.push(
+            "the access file has no rules: every peer gets 403 (add 'allow PATTERN PEER...' lines)"
+                .to_string(),
+        );
+    }
+    for id in rules.key_ids() {
+        if !keys.has_id(id) {
+            let fix = match keys_path {
+                Some(p) => format!(
+                    "add its 'ID SHA256' line (baton-key new prints it) to {}",
+                    p.display()
+                ),
+                None => {
+                    "give --keys with its 'ID SHA256' line (baton-key new prints it)".to_string()
+                }
+            };
+            warnings.push(format!("the access file names key:{id}, which --keys does not list: no client can be key:{id}; {fix}"));
+        }
+    }
+    warnings
+}
+
+/// What is wrong with the state dir at start: missing, or holding no signals yet.
+pub fn state_warnings(state_dir: &std::path::Path) -> Vec<String> {
+    let signals = state_dir.join("signals");
+    if !state_dir.is_dir() {
+        return vec![format!(
+            "state dir {} does not exist: nothing to serve until baton-run or baton-signal raise there (check --state-dir / BATON_STATE_DIR: root's default is /var/lib/baton)",
+            state_dir.display()
+        )];
+    }
+    let empty = match std::fs::read_dir(&signals) {
+        Ok(mut entries) => !entries.any(|e| {
+            e.ok()
+                .is_some_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        }),
+        Err(_) => true,
+    };
+    if empty {
+        vec![format!(
+            "state dir {} holds no signals yet (check --state-dir / BATON_STATE_DIR if signals are raised elsewhere)",
+            state_dir.display()
+        )]
+    } else {
+        Vec::new()
+    }
 }
