@@ -857,7 +857,7 @@ fn assert_stamped(log: &str) {
 fn startup_log_says_who_where_and_what_is_wrong() {
     // A missing state dir and an empty access file, plain HTTP, no keys.
     let h = Host::new("host1");
-    std::fs::remove_dir(h.state()).unwrap();
+    assert!(!h.state().exists());
     let s = h.serve("127.0.0.2", "# nothing yet\n", &[]);
     let log = log_once_it_has(&s, "has no rules");
     assert!(log.contains("as host host1 (plain HTTP)"), "{log}");
@@ -879,6 +879,7 @@ fn startup_log_says_who_where_and_what_is_wrong() {
 
     // An empty state dir.
     let h = Host::new("host1");
+    std::fs::create_dir(h.state()).unwrap();
     let s = h.serve("127.0.0.2", "allow .* 127.0.0.1\n", &[]);
     let log = log_once_it_has(&s, "holds no signals yet");
     assert!(!log.contains("has no rules"), "{log}");
