@@ -29,6 +29,9 @@ stop_all() { for p in $pids; do kill "$p" 2>/dev/null || true; done; for p in $p
 cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
 
+# wrk's clients all come from 127.0.0.1: lift baton-serve's per-address cap (64 by
+# default) above wrk's 256 connections, else most of them would be refused 503.
+many="--max-per-peer 512"
 # Start baton-serve for a state dir; prints its address. Args: STATE ACCESS IP [extra...]
 serve() {
   st=$1 acc=$2 ip=$3; shift 3
@@ -83,7 +86,7 @@ populate "$work/peer" 1
 "$dir/baton-key" new bench --out "$work/id" > "$work/keys"
 "$dir/baton-key" new server --out "$work/id" > /dev/null
 echo 'allow .* 127.0.0.1 key:bench' > "$work/peer.access"
-serve "$work/peer" "$work/peer.access" 127.0.0.1
+serve "$work/peer" "$work/peer.access" 127.0.0.1 $many
 addr=$(address "$work/peer")
 serve_pid=${pids##* }
 sleep 1.2 # the store cache trusts a directory left alone for a second; measure that state
@@ -218,9 +221,10 @@ stop_all
 echo "bench: baton-serve beside nginx; a one-signal match at 1 000 and 100 000 signals" >&2
 populate "$work/ng" 1
 echo 'allow .* 127.0.0.1' > "$work/ng.access"
-serve "$work/ng" "$work/ng.access" 127.0.0.1
+serve "$work/ng" "$work/ng.access" 127.0.0.1 $many
 naddr=$(address "$work/ng")
 mkdir -p "$work/nginx/root/v1" "$work/nginx/tmp"
+chmod 711 "$work" # nginx's workers (www-data) must reach the file
 curl -s "http://$naddr/v1/signals?match=did_0" > "$work/nginx/root/v1/signals"
 nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$work/nginx/nginx.conf" <<NGINX
@@ -255,7 +259,7 @@ stop_all
 for n in 1000 100000; do
   populate "$work/scale$n" "$n"
   echo 'allow .* 127.0.0.1' > "$work/scale$n.access"
-  serve "$work/scale$n" "$work/scale$n.access" 127.0.0.1
+  serve "$work/scale$n" "$work/scale$n.access" 127.0.0.1 $many
   saddr=$(address "$work/scale$n")
   curl -s "http://$saddr/v1/signals?match=did_7" > /dev/null # the first request reads the store
   sleep 1.2 # the store cache trusts a directory left alone for a second; measure that state
@@ -329,6 +333,9 @@ def wrk_file(name):
     t = open(p).read() if os.path.exists(p) else ""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", t)
     lat = dict(re.findall(r"\s+(50|99)%\s+([\d.]+\w+)", t))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    if bad:
+        print(f"bench: {name}: {bad.group(1)} answers were not 200", file=sys.stderr)
     return float(rps.group(1)) if rps else 0, lat.get("50", "?"), lat.get("99", "?")
 def to_ms(text):
     m = re.match(r"([\d.]+)(us|ms|s)$", text)
