@@ -392,20 +392,32 @@ impl Timed {
     }
 
     /// `Ready` with an error once the deadline has passed; else the timer is armed.
+    ///
+    /// Deadlines only move later (each answer and each request head starts a new one), so
+    /// the timer is not moved at every request: it stays at the deadline it was armed
+    /// with, and when it fires before the current deadline it is armed again for that.
     fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let deadline = match self.phase() {
             Phase::Head(d) | Phase::Idle(d) => d,
         };
-        if deadline != self.armed {
+        if deadline < self.armed {
             self.sleep.as_mut().reset(deadline);
             self.armed = deadline;
         }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection deadline passed",
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() >= deadline => {
+                    return Poll::Ready(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection deadline passed",
+                    ))
+                }
+                Poll::Ready(()) => {
+                    self.sleep.as_mut().reset(deadline);
+                    self.armed = deadline;
+                }
+            }
         }
     }
 }
