@@ -358,23 +358,26 @@ fn a_skewed_host_reads_the_same_over_http_and_etcd() {
     // Host1's baton-serve on its own (slow) clock.
     let log = h1.dir.join("serve.log");
     std::fs::write(h1.dir.join("access"), "allow .* 127.0.0.1\n").unwrap();
-    let mut serve = slow("baton-serve")
+    let mut child = slow("baton-serve")
         .args(["--listen", "127.0.0.62:0", "--access"])
         .arg(h1.dir.join("access"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Killed when dropped, whichever assertion fails first.
+    let serve = crate::util::Server {
+        child,
+        addr: String::new(),
+        log,
+    };
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("listening on ")
-        .unwrap()
+        .unwrap_or_else(|| panic!("baton-serve did not start: {}", serve.log_text()))
         .to_string();
     let ask = |store: &str, target: &str| {
         baton("baton-query")
@@ -398,6 +401,5 @@ fn a_skewed_host_reads_the_same_over_http_and_etcd() {
     let shared = ask(&etcd.url(), "host1").status(0);
     assert_eq!(http.stdout(), "hostX_did_my_job\n");
     assert_eq!(shared.stdout(), http.stdout());
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
 }
