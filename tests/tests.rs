@@ -6,6 +6,7 @@ mod cfengine;
 mod classes_cli;
 mod crash;
 mod etcd_store;
+mod monitoring;
 mod package;
 mod peers;
 mod run_cli;

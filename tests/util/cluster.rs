@@ -154,6 +154,8 @@ pub struct Cluster {
     /// TZ for every crontab line (schedule fields are still read in UTC: the guide's
     /// lines that run in other zones tick every five minutes).
     tz: String,
+    /// Whether crontab lines get BATON_METRICS_FILE (HOST_DIR/baton.prom).
+    metrics: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -243,6 +245,7 @@ impl Cluster {
             background_lines: Vec::new(),
             store: None,
             tz: "UTC".to_string(),
+            metrics: false,
             now: start,
         }
     }
@@ -256,6 +259,17 @@ impl Cluster {
     /// Run every crontab line in time zone `tz`.
     pub fn set_tz(&mut self, tz: &str) {
         self.tz = tz.to_string();
+    }
+
+    /// Give every crontab line BATON_METRICS_FILE, as a crontab's header would: each
+    /// host's `baton-run` then writes [`Cluster::metrics_file`] for a textfile collector.
+    pub fn write_metrics(&mut self) {
+        self.metrics = true;
+    }
+
+    /// Where `name`'s `baton-run` writes its metrics.
+    pub fn metrics_file(&self, name: &str) -> std::path::PathBuf {
+        self.host(name).host.dir.join("baton.prom")
     }
 
     /// Leave crontab lines containing `marker` running in the background when they
@@ -348,6 +362,14 @@ impl Cluster {
                     .env("BATON_PEERS", self.root.join("peers"))
                     .env("JOURNAL", self.root.join("journal"))
                     .env("BATON_STORE", self.store.as_deref().unwrap_or(""))
+                    .env(
+                        "BATON_METRICS_FILE",
+                        if self.metrics {
+                            h.host.dir.join("baton.prom")
+                        } else {
+                            std::path::PathBuf::new()
+                        },
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(

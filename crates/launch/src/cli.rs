@@ -1,6 +1,7 @@
 //! The command line of `baton-run`.
 
-use crate::history;
+use crate::history::{self, Outcome};
+use crate::{metrics, ping};
 use crate::job::job_name;
 use crate::runner::{run_job, RunSpec};
 use baton_core::cli::SiteArgs;
@@ -12,6 +13,7 @@ use baton_store::{Context, Policy, DEFAULT_TTL};
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Run CMD under cron-safe rules and publish its outcome as signals.
@@ -83,6 +85,16 @@ pub struct RunCli {
     #[arg(short, long)]
     pub quiet: bool,
 
+    /// After the tick, write this host's job and signal metrics to FILE (Prometheus text
+    /// format, replaced atomically), for node_exporter's textfile collector
+    #[arg(long, value_name = "FILE", env = "BATON_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// GET URL when CMD succeeds and URL/fail when it fails (healthchecks.io style),
+    /// bounded by 5s; a failed ping is reported and never changes the exit status
+    #[arg(long, value_name = "URL")]
+    pub ping: Option<String>,
+
     /// Print the run history of JOB (or of every job) instead of running anything
     #[arg(long, value_name = "JOB", num_args = 0..=1, default_missing_value = "")]
     pub history: Option<String>,
@@ -121,7 +133,27 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
     if let Some(template) = &spec.once_per {
         spec.once_per = Some(crate::once_per::expand(template, ctx.now)?);
     }
-    let report = run_job(&spec, &ctx)?;
+    let mut report = run_job(&spec, &ctx)?;
+    if let Some(url) = &cli.ping {
+        if matches!(report.outcome, Outcome::Repaired | Outcome::Failed) {
+            let url = ping::url_for(url, report.outcome == Outcome::Repaired);
+            if let Err(why) = ping::ping(&url, ping::PING_TIMEOUT) {
+                report.alerts.push(format!(
+                    "cannot ping {url}: {why} (the job's outcome stands)"
+                ));
+            }
+        }
+    }
+    // An empty BATON_METRICS_FILE (a crontab header cleared it) asks for nothing.
+    if let Some(path) = cli.metrics_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+        if let Err(e) = write_metrics(path, &ctx) {
+            report.alerts.push(format!(
+                "cannot write --metrics-file {}: {} (the job's outcome stands)",
+                path.display(),
+                e.message
+            ));
+        }
+    }
     let mut err = std::io::stderr().lock();
     for alert in &report.alerts {
         let _ = writeln!(err, "baton-run: {alert}");
@@ -130,6 +162,21 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
         let _ = writeln!(err, "baton-run: {notice}");
     }
     Ok(report.status)
+}
+
+/// This host's metrics, its live signals read at the tick's instant, into `path`.
+fn write_metrics(path: &std::path::Path, ctx: &Context) -> Result<()> {
+    let listing = ctx.store()?.live(ctx.now, None)?;
+    let signals: Vec<metrics::SignalView> = listing
+        .signals
+        .iter()
+        .map(|s| metrics::SignalView {
+            name: s.name.clone(),
+            set_at: s.set_at,
+            expires_at: s.expires_at,
+        })
+        .collect();
+    metrics::write_file(path, &ctx.site.state_dir, &ctx.site.host, &signals)
 }
 
 /// Validate everything before any work starts.
@@ -161,6 +208,9 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     }
     if let Some(template) = &cli.once_per {
         crate::once_per::check(template)?;
+    }
+    if let Some(url) = &cli.ping {
+        ping::validate(url)?;
     }
     if cli.keep_logs == 0 {
         return Err(Error::new("--keep-logs must be at least 1"));

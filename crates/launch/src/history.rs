@@ -77,10 +77,105 @@ pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
     let text = std::fs::read_to_string(&paths.history).unwrap_or_default();
     let count = text.lines().count();
     if count > MAX_RECORDS {
-        let kept: Vec<&str> = text.lines().skip(count - KEEP_RECORDS).collect();
-        write_atomic(&paths.history, format!("{}\n", kept.join("\n")).as_bytes())?;
+        write_atomic(&paths.history, trimmed(&paths.name, &text, KEEP_RECORDS).as_bytes())?;
     }
     Ok(())
+}
+
+/// Ticks by outcome label (`ran`, `failed`, `timeout`, `skipped`, `busy`: see
+/// [`crate::metrics::outcome_label`]), over a job's whole history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub counts: std::collections::BTreeMap<String, u64>,
+}
+
+impl Totals {
+    fn add(&mut self, record: &Record) {
+        *self
+            .counts
+            .entry(crate::metrics::outcome_label(record).to_string())
+            .or_default() += 1;
+    }
+}
+
+/// The first line of a trimmed history: the totals of the records trimmed away, so that
+/// run counters never go back (readers of records skip it: it is not a record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Trimmed {
+    version: u32,
+    job: String,
+    trimmed: Totals,
+}
+
+/// The history text keeping the last `keep` lines, the others folded into a [`Trimmed`]
+/// first line, replaced whole in one write.
+fn trimmed(job: &str, text: &str, keep: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines.len().saturating_sub(keep);
+    let mut carried = Totals::default();
+    for line in &lines[..cut] {
+        if let Ok(t) = serde_json::from_str::<Trimmed>(line) {
+            for (k, n) in t.trimmed.counts {
+                *carried.counts.entry(k).or_default() += n;
+            }
+        } else if let Ok(r) = serde_json::from_str::<Record>(line) {
+            carried.add(&r);
+        }
+    }
+    let head = Trimmed {
+        version: HISTORY_VERSION,
+        job: job.to_string(),
+        trimmed: carried,
+    };
+    let mut out = serde_json::to_string(&head).unwrap_or_default();
+    out.push('\n');
+    for line in &lines[cut..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The jobs that have a history in `history_dir`, sorted.
+pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
+    let mut jobs: Vec<String> = match std::fs::read_dir(history_dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let job = name.strip_suffix(".jsonl")?;
+                (!job.starts_with('.')).then(|| job.to_string())
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io("read", history_dir, e)),
+    };
+    jobs.sort();
+    Ok(jobs)
+}
+
+/// One job's records, oldest first, and its totals: the records' and those trimmed away.
+pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, Totals)> {
+    let path = history_dir.join(format!("{job}.jsonl"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let mut totals = Totals::default();
+    let mut records = Vec::new();
+    for line in text.lines() {
+        if let Ok(r) = serde_json::from_str::<Record>(line) {
+            totals.add(&r);
+            records.push(r);
+        } else if let Ok(t) = serde_json::from_str::<Trimmed>(line) {
+            for (k, n) in t.trimmed.counts {
+                *totals.counts.entry(k).or_default() += n;
+            }
+        }
+    }
+    records.sort_by(|a, b| (a.start, &a.run).cmp(&(b.start, &b.run)));
+    Ok((records, totals))
 }
 
 /// Every record of one job (or of every job in `history_dir`), oldest first. Lines that
@@ -112,4 +207,57 @@ pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     }
     records.sort_by(|a, b| (a.start, &a.job, &a.run).cmp(&(b.start, &b.job, &b.run)));
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: i64, outcome: Outcome, status: u8) -> Record {
+        let t = DateTime::from_timestamp(1_327_420_000 + i * 300, 0).unwrap();
+        Record {
+            version: HISTORY_VERSION,
+            job: "j".into(),
+            run: format!("r{i:05}"),
+            host: "h".into(),
+            start: t,
+            end: t,
+            outcome,
+            status,
+            attempts: 1,
+            reason: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn trimming_keeps_the_totals() {
+        let kinds = [
+            (Outcome::Repaired, 0),
+            (Outcome::Failed, 1),
+            (Outcome::Failed, 124),
+            (Outcome::Skipped, 76),
+        ];
+        let line = |i: usize| {
+            let (o, s) = kinds[i % kinds.len()];
+            serde_json::to_string(&record(i as i64, o, s)).unwrap() + "\n"
+        };
+        // Trim twice: the second trim carries the first one's totals.
+        let text: String = (0..10).map(line).collect();
+        let mut text = trimmed("j", &text, 4);
+        text.extend((10..17).map(line));
+        let text = trimmed("j", &text, 3);
+        let dir = std::env::temp_dir().join(format!("baton-history-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("j.jsonl"), &text).unwrap();
+        let (records, totals) = read_with_totals(&dir, "j").unwrap();
+        let runs: Vec<&str> = records.iter().map(|r| r.run.as_str()).collect();
+        assert_eq!(runs, ["r00014", "r00015", "r00016"]);
+        let want: Vec<(&str, u64)> = vec![("failed", 4), ("ran", 5), ("skipped", 4), ("timeout", 4)];
+        let got: Vec<(&str, u64)> = totals.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        assert_eq!(got, want);
+        assert_eq!(read(&dir, Some("j")).unwrap(), records);
+        assert_eq!(jobs(&dir).unwrap(), ["j"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

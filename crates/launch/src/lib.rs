@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod history;
 pub mod job;
+pub mod metrics;
 pub mod once_per;
+pub mod ping;
 pub mod process;
 pub mod runner;
 
