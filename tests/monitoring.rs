@@ -88,7 +88,10 @@ fn regular_two_days() -> Cluster {
     c.run("2012-01-24T00:00:00Z", "2012-01-24T23:55:00Z");
     assert_eq!(c.runs("Host1", "my_job failed"), ["2012-01-23T16:00:00Z"]);
     assert_eq!(c.runs("Host1", "my_job"), ["2012-01-24T16:00:00Z"]);
-    assert_eq!(c.runs("Host2", "do_my_job_bundle"), ["2012-01-24T16:00:00Z"]);
+    assert_eq!(
+        c.runs("Host2", "do_my_job_bundle"),
+        ["2012-01-24T16:00:00Z"]
+    );
     c
 }
 
@@ -147,7 +150,8 @@ fn ping_listener(silent: bool) -> (String, mpsc::Receiver<String>) {
         let mut held = Vec::new();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
-            conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
@@ -195,14 +199,27 @@ fn ping_on_success_and_failure() {
     );
     // A tick that does not run the command pings nothing.
     h.at("baton-run", "2012-01-24T16:01:00Z")
-        .args(["-q", "--lock", "pinged", "--ifelapsed", "1h", "--ping", &url, "--", "true"])
+        .args([
+            "-q",
+            "--lock",
+            "pinged",
+            "--ifelapsed",
+            "1h",
+            "--ping",
+            &url,
+            "--",
+            "true",
+        ])
         .run()
         .status(76);
     assert!(requests.recv_timeout(Duration::from_millis(300)).is_err());
     baton("baton-run")
         .args(["--ping", "hc-ping.com/x", "--", "true"])
         .run()
-        .error("baton-run", "--ping 'hc-ping.com/x': give an http:// or https:// URL");
+        .error(
+            "baton-run",
+            "--ping 'hc-ping.com/x': give an http:// or https:// URL",
+        );
 }
 
 #[test]
@@ -216,7 +233,10 @@ fn a_ping_that_fails_never_fails_or_blocks_the_job() {
         .args(["--lock", "a", "--ping", &gone, "--", "true"])
         .run()
         .status(0)
-        .says("baton-run", &format!("cannot ping {gone}: connection refused"));
+        .says(
+            "baton-run",
+            &format!("cannot ping {gone}: connection refused"),
+        );
     // A listener that never answers: bounded by the ping's time-out.
     let (addr, requests) = ping_listener(true);
     let silent = format!("http://{addr}/p");
@@ -248,10 +268,14 @@ fn metrics_file_counts_a_timeout_and_an_unwritable_file_is_only_reported() {
     let text = std::fs::read_to_string(&file).unwrap();
     promtool_check_metrics(&text);
     let s = samples(&text);
-    let series = |o: &str| format!("baton_job_runs_total{{host=\"timed\",job=\"slow\",outcome=\"{o}\"}}");
+    let series =
+        |o: &str| format!("baton_job_runs_total{{host=\"timed\",job=\"slow\",outcome=\"{o}\"}}");
     assert_eq!(s[&series("timeout")], 1.0);
     assert_eq!(s[&series("failed")], 0.0);
-    assert_eq!(s["baton_job_last_exit_code{host=\"timed\",job=\"slow\"}"], 124.0);
+    assert_eq!(
+        s["baton_job_last_exit_code{host=\"timed\",job=\"slow\"}"],
+        124.0
+    );
     assert_eq!(
         s["baton_job_last_run_timestamp_seconds{host=\"timed\",job=\"slow\"}"],
         SUCCESS_24TH

@@ -1,9 +1,9 @@
 //! The command line of `baton-run`.
 
 use crate::history::{self, Outcome};
-use crate::{metrics, ping};
 use crate::job::job_name;
 use crate::runner::{run_job, RunSpec};
+use crate::{metrics, ping};
 use baton_core::cli::SiteArgs;
 use baton_core::clock::format_time;
 use baton_core::error::{finish, found, parse_args, stdout_error, ExitStatus};
@@ -145,7 +145,11 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
         }
     }
     // An empty BATON_METRICS_FILE (a crontab header cleared it) asks for nothing.
-    if let Some(path) = cli.metrics_file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(path) = cli
+        .metrics_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
         if let Err(e) = write_metrics(path, &ctx) {
             report.alerts.push(format!(
                 "cannot write --metrics-file {}: {} (the job's outcome stands)",

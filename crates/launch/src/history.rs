@@ -77,7 +77,10 @@ pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
     let text = std::fs::read_to_string(&paths.history).unwrap_or_default();
     let count = text.lines().count();
     if count > MAX_RECORDS {
-        write_atomic(&paths.history, trimmed(&paths.name, &text, KEEP_RECORDS).as_bytes())?;
+        write_atomic(
+            &paths.history,
+            trimmed(&paths.name, &text, KEEP_RECORDS).as_bytes(),
+        )?;
     }
     Ok(())
 }
@@ -253,8 +256,13 @@ mod tests {
         let (records, totals) = read_with_totals(&dir, "j").unwrap();
         let runs: Vec<&str> = records.iter().map(|r| r.run.as_str()).collect();
         assert_eq!(runs, ["r00014", "r00015", "r00016"]);
-        let want: Vec<(&str, u64)> = vec![("failed", 4), ("ran", 5), ("skipped", 4), ("timeout", 4)];
-        let got: Vec<(&str, u64)> = totals.counts.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        let want: Vec<(&str, u64)> =
+            vec![("failed", 4), ("ran", 5), ("skipped", 4), ("timeout", 4)];
+        let got: Vec<(&str, u64)> = totals
+            .counts
+            .iter()
+            .map(|(k, n)| (k.as_str(), *n))
+            .collect();
         assert_eq!(got, want);
         assert_eq!(read(&dir, Some("j")).unwrap(), records);
         assert_eq!(jobs(&dir).unwrap(), ["j"]);

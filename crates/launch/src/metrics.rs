@@ -163,9 +163,7 @@ pub struct JobSummary {
 pub fn outcome_label(record: &Record) -> &'static str {
     match record.outcome.as_str() {
         "repaired" => "ran",
-        "failed" if record.status == baton_core::error::ExitStatus::TIMED_OUT.code() => {
-            "timeout"
-        }
+        "failed" if record.status == baton_core::error::ExitStatus::TIMED_OUT.code() => "timeout",
         other => other,
     }
 }

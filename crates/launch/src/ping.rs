@@ -18,7 +18,9 @@ pub fn validate(url: &str) -> Result<()> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace) => {
+        Some(r)
+            if !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace) =>
+        {
             Ok(())
         }
         _ => Err(Error::new(format!(
@@ -61,7 +63,13 @@ mod tests {
     fn urls() {
         assert!(validate("https://hc-ping.com/abc").is_ok());
         assert!(validate("http://127.0.0.1:8000/p").is_ok());
-        for bad in ["hc-ping.com/abc", "ftp://x", "https://", "http:///x", "http://a b"] {
+        for bad in [
+            "hc-ping.com/abc",
+            "ftp://x",
+            "https://",
+            "http:///x",
+            "http://a b",
+        ] {
             assert!(validate(bad).is_err(), "{bad}");
         }
         assert_eq!(url_for("https://h/u", true), "https://h/u");
