@@ -284,6 +284,13 @@ fn metrics_file_counts_a_timeout_and_an_unwritable_file_is_only_reported() {
     // Only the file is replaced: no temporary is left beside it.
     assert_eq!(std::fs::read_dir(&dir.path).unwrap().count(), 1);
 
+    // An empty BATON_METRICS_FILE (a crontab header that clears it) asks for nothing.
+    h.at("baton-run", "2012-01-24T16:05:00Z")
+        .env("BATON_METRICS_FILE", "")
+        .args(["--lock", "quiet", "--", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
     let missing = dir.join("no/such/dir/baton.prom");
     h.at("baton-run", "2012-01-24T16:05:00Z")
         .args(["--lock", "ok"])

@@ -362,14 +362,6 @@ impl Cluster {
                     .env("BATON_PEERS", self.root.join("peers"))
                     .env("JOURNAL", self.root.join("journal"))
                     .env("BATON_STORE", self.store.as_deref().unwrap_or(""))
-                    .env(
-                        "BATON_METRICS_FILE",
-                        if self.metrics {
-                            h.host.dir.join("baton.prom")
-                        } else {
-                            std::path::PathBuf::new()
-                        },
-                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(
@@ -379,6 +371,9 @@ impl Cluster {
                             .open(h.host.dir.join("cron.mail"))
                             .unwrap(),
                     );
+                if self.metrics {
+                    cmd.env("BATON_METRICS_FILE", h.host.dir.join("baton.prom"));
+                }
                 let mut child = cmd.spawn().unwrap();
                 if self
                     .background_lines

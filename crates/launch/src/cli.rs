@@ -13,7 +13,6 @@ use baton_store::{Context, Policy, DEFAULT_TTL};
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Run CMD under cron-safe rules and publish its outcome as signals.
@@ -87,8 +86,8 @@ pub struct RunCli {
 
     /// After the tick, write this host's job and signal metrics to FILE (Prometheus text
     /// format, replaced atomically), for node_exporter's textfile collector
-    #[arg(long, value_name = "FILE", env = "BATON_METRICS_FILE")]
-    pub metrics_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", env = "BATON_METRICS_FILE", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub metrics_file: Option<OsString>,
 
     /// GET URL when CMD succeeds and URL/fail when it fails (healthchecks.io style),
     /// bounded by 5s; a failed ping is reported and never changes the exit status
@@ -145,11 +144,8 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
         }
     }
     // An empty BATON_METRICS_FILE (a crontab header cleared it) asks for nothing.
-    if let Some(path) = cli
-        .metrics_file
-        .as_ref()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    if let Some(path) = cli.metrics_file.as_ref().filter(|p| !p.is_empty()) {
+        let path = std::path::Path::new(path);
         if let Err(e) = write_metrics(path, &ctx) {
             report.alerts.push(format!(
                 "cannot write --metrics-file {}: {} (the job's outcome stands)",
