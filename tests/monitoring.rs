@@ -87,11 +87,10 @@ fn regular_two_days() -> Cluster {
     c.run("2012-01-23T15:00:00Z", "2012-01-23T17:55:00Z");
     c.run("2012-01-24T00:00:00Z", "2012-01-24T23:55:00Z");
     assert_eq!(c.runs("Host1", "my_job failed"), ["2012-01-23T16:00:00Z"]);
-    assert_eq!(c.runs("Host1", "my_job"), ["2012-01-24T16:00:00Z"]);
-    assert_eq!(
-        c.runs("Host2", "do_my_job_bundle"),
-        ["2012-01-24T16:00:00Z"]
-    );
+    // --once-per '{day}' counts only successes: the failure is retried at 16:05.
+    let both = ["2012-01-23T16:05:00Z", "2012-01-24T16:00:00Z"];
+    assert_eq!(c.runs("Host1", "my_job"), both);
+    assert_eq!(c.runs("Host2", "do_my_job_bundle"), both);
     c
 }
 
@@ -102,17 +101,17 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
     promtool_check_metrics(&host1);
     let s = samples(&host1);
     let my_job = job_named(&host1, "my_job_");
-    // Day one: failed at 16:00, skipped by --ifelapsed 100 for the rest of the hour; day
-    // two the same with a success.
+    // Day one: failed at 16:00, ran at 16:05, skipped for the rest of the hour; day two
+    // ran at 16:00, then skipped.
     assert_job(
         &s,
         "Host1",
         &my_job,
         [
-            ("ran", 1.0),
+            ("ran", 2.0),
             ("failed", 1.0),
             ("timeout", 0.0),
-            ("skipped", 22.0),
+            ("skipped", 21.0),
             ("busy", 0.0),
         ],
     );
@@ -123,17 +122,17 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
     promtool_check_metrics(&host2);
     let s = samples(&host2);
     let follow_up = job_named(&host2, "do_my_job_bundle_");
-    // Only on day two: at 16:00 (Host1 raised did_my_job in the same tick), then
-    // skipped once at 16:05 while the signal still lived.
+    // Each day in the tick Host1 raised did_my_job, then skipped once (--ifelapsed 100)
+    // while the signal still lived.
     assert_job(
         &s,
         "Host2",
         &follow_up,
         [
-            ("ran", 1.0),
+            ("ran", 2.0),
             ("failed", 0.0),
             ("timeout", 0.0),
-            ("skipped", 1.0),
+            ("skipped", 2.0),
             ("busy", 0.0),
         ],
     );
