@@ -330,69 +330,91 @@ fn a_signal_from_a_clock_a_day_fast_is_not_fresh() {
     );
 }
 
-/// Host1's clock 15 minutes slow: its 10-minute signal, read by Host2 (whose clock is
-/// right) over baton-serve and in etcd, is live and fresh on both, for the same answer.
-/// The real clocks are used (etcd's leases count real time); faketime slows Host1's.
-#[test]
-fn a_skewed_host_reads_the_same_over_http_and_etcd() {
-    let etcd = EtcdCluster::start(1);
-    let h1 = Host::new("host1");
-    // libfaketime preloaded into the binary itself (not the faketime wrapper, which
-    // forks: killing the wrapper would leave the server running).
+/// A command for `bin` acting as `h`, on a clock `offset` from the real one (libfaketime
+/// preloaded into the binary itself, not the faketime wrapper, which forks: killing the
+/// wrapper would leave a server running).
+fn on_skewed_clock(bin: &str, offset: &str, h: &Host) -> std::process::Command {
     let libfaketime = ["x86_64-linux-gnu", "aarch64-linux-gnu", "i386-linux-gnu"]
         .iter()
         .map(|a| std::path::PathBuf::from(format!("/usr/lib/{a}/faketime/libfaketime.so.1")))
         .find(|p| p.exists())
         .expect("libfaketime (Debian package faketime) is installed");
-    let slow = |bin: &str| {
-        let mut cmd = std::process::Command::new(crate::util::bin(bin));
-        crate::util::without_baton_env(&mut cmd);
-        cmd.env("LD_PRELOAD", &libfaketime)
-            .env("FAKETIME", "-15m")
-            .env("TZ", "UTC")
-            .env("BATON_HOST", "host1")
-            .env("BATON_STATE_DIR", h1.state());
-        cmd
-    };
+    let mut cmd = std::process::Command::new(crate::util::bin(bin));
+    crate::util::without_baton_env(&mut cmd);
+    cmd.env("LD_PRELOAD", &libfaketime)
+        .env("FAKETIME", offset)
+        .env("TZ", "UTC")
+        .env("BATON_HOST", &h.name)
+        .env("BATON_STATE_DIR", h.state());
+    cmd
+}
+
+/// Raise `name` for `ttl` as `h` on a clock `offset` from the real one, in its state dir
+/// and in `etcd`.
+fn raise_on_both(h: &Host, offset: &str, etcd: &EtcdCluster, name: &str, ttl: &str) {
     for store in ["", etcd.url().as_str()] {
-        let out = slow("baton-signal")
-            .args(["raise", "did_my_job", "--ttl", "10m"])
+        let out = on_skewed_clock("baton-signal", offset, h)
+            .args(["raise", name, "--ttl", ttl])
             .env("BATON_STORE", store)
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
-    // Host1's baton-serve on its own (slow) clock.
-    let log = h1.dir.join("serve.log");
-    std::fs::write(h1.dir.join("access"), "allow .* 127.0.0.1\n").unwrap();
-    let mut child = slow("baton-serve")
-        .args(["--listen", "127.0.0.62:0", "--access"])
-        .arg(h1.dir.join("access"))
+}
+
+/// `h`'s baton-serve on `ip`, on a clock `offset` from the real one; killed when dropped.
+fn serve_on_skewed_clock(h: &Host, offset: &str, ip: &str) -> crate::util::Server {
+    let log = h.dir.join("serve.log");
+    std::fs::write(h.dir.join("access"), "allow .* 127.0.0.1\n").unwrap();
+    let mut child = on_skewed_clock("baton-serve", offset, h)
+        .args(["--listen", &format!("{ip}:0"), "--access"])
+        .arg(h.dir.join("access"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    // Killed when dropped, whichever assertion fails first.
-    let serve = crate::util::Server {
+    let mut serve = crate::util::Server {
         child,
         addr: String::new(),
         log,
     };
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    let addr = line
+    serve.addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("baton-serve did not start: {}", serve.log_text()))
         .to_string();
-    let ask = |store: &str, target: &str| {
-        baton("baton-query")
-            .env("BATON_STORE", store)
-            .args(["--newer-than", "5m", "--prefix", "hostX", target, "did.*"])
-            .run()
-    };
-    // faketime did slow Host1's clock: its record is 15 minutes old by Host2's.
+    serve
+}
+
+/// `baton-query` of host1's `did.*` through `store` ("" for HTTP) at `target`.
+fn ask(store: &str, target: &str, newer_than: &str) -> crate::util::Run {
+    baton("baton-query")
+        .env("BATON_STORE", store)
+        .args([
+            "--newer-than",
+            newer_than,
+            "--prefix",
+            "hostX",
+            target,
+            "did.*",
+        ])
+        .run()
+}
+
+/// Host1's clock 15 minutes slow: its 10-minute signal, read by Host2 (whose clock is
+/// right) over baton-serve and in etcd, is live and fresh on both, for the same answer.
+/// The real clocks are used (etcd's leases count real time); libfaketime slows Host1's.
+#[test]
+fn a_skewed_host_reads_the_same_over_http_and_etcd() {
+    let etcd = EtcdCluster::start(1);
+    let h1 = Host::new("host1");
+    raise_on_both(&h1, "-15m", &etcd, "did_my_job", "10m");
+    // Host1's baton-serve on its own (slow) clock.
+    let serve = serve_on_skewed_clock(&h1, "-15m", "127.0.0.62");
+    // libfaketime did slow Host1's clock: its record is 15 minutes old by Host2's.
     let set_at = baton("baton-query")
         .env("BATON_STORE", etcd.url())
         .args(["--format", "{set_at}", "host1", "did_my_job"])
@@ -404,9 +426,26 @@ fn a_skewed_host_reads_the_same_over_http_and_etcd() {
         lag >= Span::minutes(14) && lag < Span::minutes(16),
         "{set_at}"
     );
-    let http = ask("", &addr).status(0);
-    let shared = ask(&etcd.url(), "host1").status(0);
+    let http = ask("", &serve.addr, "5m").status(0);
+    let shared = ask(&etcd.url(), "host1", "5m").status(0);
     assert_eq!(http.stdout(), "hostX_did_my_job\n");
     assert_eq!(shared.stdout(), http.stdout());
-    drop(serve);
+}
+
+/// Host1 raised a 2-hour signal while its clock was a day fast, then, its clock put
+/// right, a 10-minute one. Both paths judge Host1's records by Host1's clock now (on
+/// etcd: its most recent write, not its largest stamp), so both see only the second.
+#[test]
+fn a_clock_stepped_back_reads_the_same_over_http_and_etcd() {
+    let etcd = EtcdCluster::start(1);
+    let h1 = Host::new("host1");
+    raise_on_both(&h1, "+1d", &etcd, "did_a", "2h");
+    raise_on_both(&h1, "+0", &etcd, "did_b", "10m");
+    let serve = serve_on_skewed_clock(&h1, "+0", "127.0.0.63");
+    for newer_than in ["1d", "1h"] {
+        let http = ask("", &serve.addr, newer_than).status(0);
+        let shared = ask(&etcd.url(), "host1", newer_than).status(0);
+        assert_eq!(http.stdout(), "hostX_did_b\n", "--newer-than {newer_than}");
+        assert_eq!(shared.stdout(), http.stdout(), "--newer-than {newer_than}");
+    }
 }

@@ -278,7 +278,8 @@ impl Etcd {
     }
 
     /// The values under `prefix`, each with the lease it was written under (if any).
-    fn range_prefix_leases(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Option<String>)>> {
+    /// The values under `prefix` with their leases and modification revisions.
+    fn range_prefix_leases(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Option<String>, i64)>> {
         let answer = self.call(
             "/v3/kv/range",
             &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes()))}),
@@ -295,7 +296,12 @@ impl Etcd {
                             .and_then(Value::as_str)
                             .filter(|l| *l != "0")
                             .map(str::to_string);
-                        Some((value, lease))
+                        let revision = kv
+                            .get("mod_revision")
+                            .and_then(Value::as_str)
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(0);
+                        Some((value, lease, revision))
                     })
                     .collect()
             })
@@ -443,20 +449,23 @@ impl EtcdStore {
 }
 
 impl EtcdStore {
-    /// `host`'s clock now, as etcd can tell it: the newest of its signals' `set_at` plus
-    /// the time etcd counts since that signal's lease was granted (granted with the raise).
-    /// `None` when the host has no signal under a live lease.
+    /// `host`'s clock now, as etcd can tell it: the `set_at` of its most recently written
+    /// signal (etcd's revision orders the writes, whatever the host's clock said) plus the
+    /// time etcd counts since that signal's lease was granted (granted with the raise).
+    /// The largest `set_at` would not do: a record stamped by a clock since stepped back
+    /// would stand for the host's clock. `None` when the host has no signal under a live
+    /// lease.
     fn clock_of_host(&self, host: &str) -> Result<Option<DateTime<Utc>>> {
         let newest = self
             .etcd
             .range_prefix_leases(&format!("{PREFIX}{host}/"))?
             .into_iter()
-            .filter_map(|(bytes, lease)| {
+            .filter_map(|(bytes, lease, revision)| {
                 let s = serde_json::from_slice::<Signal>(&bytes).ok()?;
-                Some((s.set_at, lease?))
+                Some((revision, s.set_at, lease?))
             })
-            .max_by_key(|(set_at, _)| *set_at);
-        let Some((set_at, lease)) = newest else {
+            .max_by_key(|(revision, _, _)| *revision);
+        let Some((_, set_at, lease)) = newest else {
             return Ok(None);
         };
         Ok(self
