@@ -60,8 +60,14 @@ d "$DOCDIR"
 install -m 644 "$repo/README.md" "$repo"/docs/*.md "$DESTDIR$DOCDIR/"
 
 # CFEngine policy for sites that run CFEngine (docs/cfengine.md).
+# Their default binary directory and their own path are this install's, not the source's.
 d "$PREFIX/share/baton/cfengine"
-install -m 644 "$repo"/contrib/cfengine/*.cf "$DESTDIR$PREFIX/share/baton/cfengine/"
+for f in "$repo"/contrib/cfengine/*.cf; do
+  sed -e "s|/usr/local/bin\([\";. ]\)|$BINDIR\1|g" -e "s|/usr/local/bin/baton-|$BINDIR/baton-|g" \
+      -e "s|/usr/local/share/baton/|$PREFIX/share/baton/|g" "$f" \
+    > "$DESTDIR$PREFIX/share/baton/cfengine/$(basename "$f")"
+  chmod 644 "$DESTDIR$PREFIX/share/baton/cfengine/$(basename "$f")"
+done
 
 d "$UNITDIR"
 subst "$here/baton-serve.service.in" > "$DESTDIR$UNITDIR/baton-serve.service"

@@ -154,6 +154,13 @@ fn the_package_installs_runs_the_seed_chain_and_purges() {
     );
 
     // The seed's job_chain, with every binary (baton-serve too) the installed one.
+    // The CFEngine library calls the binaries where the package put them.
+    let lib = std::fs::read_to_string("/usr/share/baton/cfengine/baton.cf").unwrap();
+    assert!(lib.contains("\"bin\" string => \"/usr/bin\";"), "{lib}");
+    assert!(
+        !lib.contains("/usr/local/"),
+        "a /usr/local path is left in the package's baton.cf"
+    );
     use_bin_dir(Some("/usr/bin".into()));
     let names = ["upstream.example.org", "downstream.example.org"];
     let mut c = Cluster::from_guide("chain", &names);
