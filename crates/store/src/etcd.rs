@@ -279,7 +279,7 @@ impl Etcd {
 
     /// The values under `prefix`, each with the lease it was written under (if any).
     /// The values under `prefix` with their leases and modification revisions.
-    fn range_prefix_leases(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Option<String>, i64)>> {
+    fn range_prefix_leases(&self, prefix: &str) -> Result<Vec<LeasedValue>> {
         let answer = self.call(
             "/v3/kv/range",
             &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes()))}),
@@ -569,6 +569,9 @@ impl SignalStore for EtcdStore {
         Ok(())
     }
 }
+
+/// A value, its lease (if any) and its modification revision.
+type LeasedValue = (Vec<u8>, Option<String>, i64);
 
 /// The key/value pairs of a range answer, decoded, with their mod revisions.
 fn kvs(answer: &Value) -> Vec<(String, Vec<u8>, i64)> {
