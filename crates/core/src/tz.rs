@@ -22,16 +22,30 @@ pub fn check_tz(tz: &str) -> Option<String> {
         Path::new(ZONEINFO).join(name)
     };
     let safe = !name.split('/').any(|part| part == "..");
-    if safe && file.is_file() {
+    if safe && is_zone_file(&file) {
         return None;
     }
     if !tz.starts_with(':') && is_posix_tz(name) {
         return None;
     }
     Some(format!(
-        "TZ={tz} is not a time zone (no file {} and not a POSIX TZ string): local times are UTC; give a name under {ZONEINFO}, e.g. TZ=Europe/Paris",
+        "TZ={tz} is not a time zone (no zone file {} and not a POSIX TZ string): local times are UTC; give a name under {ZONEINFO}, e.g. TZ=Europe/Paris",
         file.display()
     ))
+}
+
+/// Whether `path` is a compiled zone file: a regular file that starts with `TZif`
+/// (tzfile(5)). `zone.tab` or `/etc/passwd` are files too, and the C library falls back to
+/// UTC on them just as on a missing one.
+fn is_zone_file(path: &Path) -> bool {
+    use std::io::Read;
+    if !path.is_file() {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"TZif")
 }
 
 /// `STD OFFSET [DST [OFFSET] [,RULE]]`: a name of 3 or more letters (or `<...>`), then
@@ -41,7 +55,12 @@ fn is_posix_tz(s: &str) -> bool {
         return false;
     };
     let digits = rest.trim_start_matches(['+', '-']);
-    digits.starts_with(|c: char| c.is_ascii_digit())
+    // The offset's hours: at most 24 (POSIX), so `iso3166.tab` is no zone.
+    let hours: String = digits.chars().take_while(char::is_ascii_digit).collect();
+    let after = &digits[hours.len()..];
+    !hours.is_empty()
+        && hours.parse::<u32>().is_ok_and(|h| h <= 24)
+        && !after.starts_with('.')
         && rest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-:,./<>".contains(c))
@@ -87,6 +106,9 @@ mod tests {
         );
         assert!(why.contains("/usr/share/zoneinfo/Europe/Pariss"), "{why}");
         for bad in [
+            "zone.tab",
+            "iso3166.tab",
+            "/etc/passwd",
             "Pariss",
             "Europe/../../etc/passwd",
             ":Nowhere/Zone",
