@@ -65,6 +65,10 @@ fn real_cron_runs_the_chain_follows_only_successes_and_mails_the_failure() {
     }
     let host1 = Host::new("host1");
     let host2 = Host::new("host2");
+    // Their state dirs exist, as on a real host (the package creates /var/lib/baton).
+    for h in [&host1, &host2] {
+        std::fs::create_dir_all(h.state()).unwrap();
+    }
     let server = host1.serve("127.0.0.31", "allow did.* 127.0.0.1\n", &[]);
     // The server reads its clock from a file; the test keeps it on the real clock.
     let tick_clock =
@@ -100,7 +104,7 @@ fn real_cron_runs_the_chain_follows_only_successes_and_mails_the_failure() {
     write_script(
         &line2,
         &format!(
-            "#!/bin/sh\nexport PATH='{path}' TZ=UTC BATON_HOST=host2 BATON_STATE_DIR='{}' BATON_PEERS='{}'\ncd '{}' || exit 2\n# host2's schedule runs 20 seconds into the minute, after host1's tick.\nsleep 20\nbaton-query --prefix hostX host1 'did.*' | baton-if --stdin 'host2.hostX_did_my_job' && baton-run -q --lock follow_up --ifelapsed 100 -- '{}'\n",
+            "#!/bin/sh\nexport PATH='{path}' TZ=UTC BATON_HOST=host2 BATON_STATE_DIR='{}' BATON_PEERS='{}'\ncd '{}' || exit 2\n# host2's schedule runs 10 seconds into the minute, after host1's tick.\nsleep 10\nbaton-query --prefix hostX host1 'did.*' | baton-if --stdin 'host2.hostX_did_my_job' && baton-run -q --lock follow_up --ifelapsed 100 -- '{}'\n",
             host2.state().display(),
             peers.display(),
             host2.dir.path.display(),
@@ -142,7 +146,7 @@ fn real_cron_runs_the_chain_follows_only_successes_and_mails_the_failure() {
     }
 
     // Cron reads the new crontab at its next minute; host1 fails at the first tick and
-    // succeeds at the second, and host2 follows 20 seconds later: about three minutes at
+    // succeeds at the second, and host2 follows 10 seconds later: about three minutes at
     // most.
     let followed = host2.dir.join("followed");
     wait_until(
