@@ -59,63 +59,99 @@ fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
         .args(["--history", "j", "--json"])
         .run()
         .status(0);
+    // Each tick's record: the 40 that ran whole, and for each killed one that had taken
+    // the lock, a record (written by the next tick) that its outcome was lost.
+    let mut repaired = 0;
     for line in history.lines() {
         let r: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(r["outcome"], "repaired");
+        match r["outcome"].as_str().unwrap() {
+            "repaired" => repaired += 1,
+            "failed" => {
+                assert_eq!(r["status"], 73, "{r}");
+                assert!(
+                    r["reason"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("its baton-run ended before recording the outcome"),
+                    "{r}"
+                );
+            }
+            other => panic!("unexpected outcome {other}: {r}"),
+        }
     }
-    assert!(history.lines().len() >= 40);
+    assert!(repaired >= 40, "{}", history.stdout());
     let state = std::fs::read(h.state().join("jobs/j.json")).unwrap();
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert!(state["running"].is_null(), "{state}");
 }
 
 #[test]
-fn a_job_orphaned_by_a_killed_baton_run_is_busy_until_it_expires() {
+fn what_a_killed_baton_run_left_running_is_ended_by_the_next_tick() {
     let h = Host::new("h");
-    let script = "echo $$ > job.pid; exec sleep 300";
+    // The job's child leaves the process group and the session: only the run's marker
+    // (and the subreaper, while baton-run lived) still ties it to the job.
+    let script =
+        "echo $$ > job.pid; setsid sh -c 'echo $$ > escaped.pid; exec sleep 300' & exec sleep 300";
     let mut runner = spawn(
         &h,
         "baton-run",
         &["--lock", "long", "--", "sh", "-c", script],
     );
     wait_until("the job to start", Duration::from_secs(20), || {
-        std::fs::read_to_string(h.dir.join("job.pid")).is_ok_and(|p| !p.trim().is_empty())
+        ["job.pid", "escaped.pid"]
+            .iter()
+            .all(|f| std::fs::read_to_string(h.dir.join(f)).is_ok_and(|p| !p.trim().is_empty()))
             && std::fs::read_to_string(h.state().join("jobs/long.json"))
-                .is_ok_and(|s| s.contains("\"pid\""))
+                .is_ok_and(|s| s.contains("\"pid_start\":") && !s.contains("\"pid_start\":0"))
     });
     runner.kill().unwrap();
     runner.wait().unwrap();
     let job = std::fs::read_to_string(h.dir.join("job.pid")).unwrap();
-    let tick = |at: &str| {
-        h.at("baton-run", at)
-            .args([
-                "--lock",
-                "long",
-                "--expireafter",
-                "30m",
-                "--grace",
-                "1s",
-                "--",
-                "true",
-            ])
-            .run()
-    };
-    // The job lives on without its baton-run: the next tick must not start a second one.
-    let run = tick("2012-01-24T16:05:00Z").status(75);
+    let escaped = std::fs::read_to_string(h.dir.join("escaped.pid")).unwrap();
+    assert!(crate::util::process_alive(&job) && crate::util::process_alive(&escaped));
+    // The next tick ends both, says so, and runs.
+    let run = h
+        .at("baton-run", "2012-01-24T16:05:00Z")
+        .args(["--lock", "long", "--grace", "1s", "--", "true"])
+        .run()
+        .status(0);
     assert!(
-        run.stderr().contains("outlived its baton-run"),
+        run.stderr()
+            .starts_with("baton-run: ended 2 processes left running by run 20120124T160000Z-")
+            && run
+                .stderr()
+                .ends_with(" of long (started 2012-01-24T16:00:00Z), whose baton-run died\n")
+            && run.lines().is_empty(),
         "{}",
         run.stderr()
     );
-    // Past --expireafter it is killed and the tick proceeds.
-    let run = tick("2012-01-24T17:00:00Z").status(0);
-    assert!(
-        run.stderr().contains("killed orphaned run"),
-        "{}",
-        run.stderr()
+    for (what, pid) in [("job", &job), ("escaped child", &escaped)] {
+        assert!(
+            !crate::util::process_alive(pid),
+            "the {what} {} survived",
+            pid.trim()
+        );
+    }
+    let history = h
+        .at("baton-run", T0)
+        .args(["--history", "long", "--json"])
+        .run()
+        .status(0);
+    let outcomes: Vec<(String, u64)> = history
+        .lines()
+        .iter()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                r["outcome"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("failed".to_string(), 73), ("repaired".to_string(), 0)]
     );
-    let alive = crate::util::process_alive(&job);
-    assert!(!alive, "the orphaned job {} survived", job.trim());
 }
 
 #[test]
@@ -157,8 +193,8 @@ fn many_ticks_at_once_run_the_job_exactly_once() {
         .status(0);
     assert_eq!(
         history.lines().len(),
-        20,
-        "every tick is recorded: {}",
+        1 + 20,
+        "a header, and every tick is recorded: {}",
         history.stdout()
     );
 }

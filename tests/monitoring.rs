@@ -179,12 +179,24 @@ fn ping_on_success_and_failure() {
     let h = Host::new("pinged");
     let (addr, requests) = ping_listener(false);
     let url = format!("http://{addr}/ping/abc-123");
+    // A good ping adds nothing to stderr: a success is silent, a failure says only itself.
     let run = |cmd: &str, want: i32| {
-        h.at("baton-run", "2012-01-24T16:00:00Z")
+        let run = h
+            .at("baton-run", "2012-01-24T16:00:00Z")
             .args(["--lock", "pinged", "--ping", &url, "--", cmd])
             .run()
-            .status(want)
-            .stderr_is("");
+            .status(want);
+        if want == 0 {
+            assert_eq!(run.stderr(), "");
+        } else {
+            assert!(
+                run.stderr()
+                    .starts_with("baton-run: pinged failed with exit status 1 after ")
+                    && run.stderr().lines().count() == 1,
+                "{}",
+                run.stderr()
+            );
+        }
     };
     run("true", 0);
     assert_eq!(
@@ -240,11 +252,24 @@ fn a_ping_that_fails_never_fails_or_blocks_the_job() {
     let (addr, requests) = ping_listener(true);
     let silent = format!("http://{addr}/p");
     let started = Instant::now();
-    h.at("baton-run", "2012-01-24T16:00:00Z")
+    let run = h
+        .at("baton-run", "2012-01-24T16:00:00Z")
         .args(["--lock", "b", "--ping", &silent, "--", "false"])
         .run()
-        .status(1)
-        .says("baton-run", &format!("cannot ping {silent}/fail"));
+        .status(1);
+    // The ping's line, then the failure's own (a job that fails always says so).
+    let lines: Vec<String> = run.stderr().lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr());
+    assert!(
+        lines[0].starts_with(&format!("baton-run: cannot ping {silent}/fail: ")),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        lines[1].starts_with("baton-run: b failed with exit status 1 after "),
+        "{}",
+        run.stderr()
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(
         requests.recv_timeout(Duration::from_secs(10)).unwrap(),

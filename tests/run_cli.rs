@@ -137,9 +137,8 @@ fn ifelapsed_runs_once_per_window() {
             .run()
     };
     tick("2012-01-24T16:00:00Z").status(0);
-    tick("2012-01-24T16:05:00Z")
-        .status(76)
-        .stderr_is("baton-run: skipped daily: last started 5m ago, --ifelapsed 100m\n");
+    // A skip by a rule is the normal case: silent, and the reason is in the history.
+    tick("2012-01-24T16:05:00Z").status(76).stderr_is("");
     tick("2012-01-24T17:39:59Z").status(76);
     tick("2012-01-24T17:40:00Z").status(0);
     let outcomes: Vec<String> = history(&h, "daily")
@@ -148,6 +147,10 @@ fn ifelapsed_runs_once_per_window() {
         .collect();
     assert_eq!(outcomes, ["repaired", "skipped", "skipped", "repaired"]);
     assert_eq!(
+        history(&h, "daily")[1]["reason"],
+        "skipped daily: last started 5m ago, --ifelapsed 100m"
+    );
+    assert_eq!(
         std::fs::read_to_string(h.dir.join("runs")).unwrap(),
         "ran\nran\n"
     );
@@ -155,7 +158,6 @@ fn ifelapsed_runs_once_per_window() {
         .args(["list", "--names"])
         .run()
         .stdout_is("daily_skipped\n");
-    // -q silences the skip line; the status still says skipped.
     h.at("baton-run", "2012-01-24T17:41:00Z")
         .args(["-q", "--ifelapsed", "100", "--lock", "daily", "--", "true"])
         .run()
@@ -332,9 +334,10 @@ fn history_lists_every_job_and_logs_are_bounded() {
         .status(1);
     let run = h.at("baton-run", T0).arg("--history").run().status(0);
     let lines = run.lines();
-    assert_eq!(lines.len(), 5);
-    assert!(lines[0].starts_with("2012-01-24T16:00:00Z "), "{lines:?}");
-    assert!(lines[4].contains(" b failed 1 "), "{lines:?}");
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN");
+    assert!(lines[1].starts_with("2012-01-24T16:00:00Z "), "{lines:?}");
+    assert!(lines[5].contains(" b failed 1 "), "{lines:?}");
     h.at("baton-run", T0)
         .args(["--history", "a", "--limit", "1"])
         .run()
@@ -342,7 +345,8 @@ fn history_lists_every_job_and_logs_are_bounded() {
     h.at("baton-run", T0)
         .args(["--history", "nosuch"])
         .run()
-        .status(1);
+        .status(1)
+        .says("baton-run", "no job named 'nosuch' has run here");
     let logs = std::fs::read_dir(h.state().join("logs/a")).unwrap().count();
     assert_eq!(logs, 2);
 }
@@ -434,4 +438,599 @@ fn a_job_acts_on_its_runners_clock_host_state_dir_and_store() {
         .status(0);
     let env = std::fs::read_to_string(h.dir.join("env.txt")).unwrap();
     assert!(env.starts_with(&format!("{}|", clock.display())), "{env}");
+}
+
+/// The process whose pid the job wrote into `file` is gone.
+fn assert_dead(h: &Host, file: &str) {
+    let pid = std::fs::read_to_string(h.dir.join(file)).unwrap();
+    assert!(
+        !crate::util::process_alive(&pid),
+        "{file}: {} survived",
+        pid.trim()
+    );
+}
+
+/// The lines of a failure report: one `baton-run:` line, then the end of the output.
+fn failure_report(run: &crate::util::Run, head: &str, output: &str) {
+    let err = run.stderr();
+    let (first, rest) = err.split_once('\n').unwrap_or((&err, ""));
+    assert!(
+        first.starts_with(head) && first.contains(" (log ") && first.ends_with(".log)"),
+        "{err}"
+    );
+    assert_eq!(rest, output, "{err}");
+}
+
+#[test]
+fn failures_speak_with_or_without_q_and_successes_stay_silent() {
+    let h = Host::new("h");
+    for q in [&[][..], &["-q"][..]] {
+        let run = h
+            .at("baton-run", T0)
+            .args(q)
+            .args([
+                "--lock",
+                "j",
+                "--",
+                "sh",
+                "-c",
+                "echo working; echo disk full >&2; exit 1",
+            ])
+            .run()
+            .status(1);
+        failure_report(
+            &run,
+            "baton-run: j failed with exit status 1 after ",
+            "working\ndisk full\n",
+        );
+        assert_eq!(run.stdout(), "");
+        // The line names the run's log, which holds the same output.
+        let first = run.stderr().lines().next().unwrap().to_string();
+        let log = first.rsplit_once("(log ").unwrap().1.trim_end_matches(')');
+        assert_eq!(
+            std::fs::read_to_string(log).unwrap(),
+            "working\ndisk full\n"
+        );
+    }
+    let run = h
+        .at("baton-run", T0)
+        .args(["-q", "--", "sh", "-c", "echo $$ > pid; kill -9 $$"])
+        .run()
+        .status(137);
+    failure_report(&run, "baton-run: sh__c_echo", "");
+    assert!(
+        run.stderr().contains(" was killed by SIGKILL after "),
+        "{}",
+        run.stderr()
+    );
+    // Only the end of a long output: the last 20 lines.
+    let run = h
+        .at("baton-run", T0)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "i=1; while [ $i -le 30 ]; do echo line $i; i=$((i+1)); done; exit 3",
+        ])
+        .run()
+        .status(3);
+    let want: String = (11..=30).map(|i| format!("line {i}\n")).collect();
+    failure_report(&run, "baton-run: sh__c_i_1", &want);
+    for q in [&[][..], &["-q"][..]] {
+        h.at("baton-run", T0)
+            .args(q)
+            .args(["--", "sh", "-c", "echo all is well; echo noise >&2"])
+            .run()
+            .status(0)
+            .stdout_is("")
+            .stderr_is("");
+    }
+}
+
+#[test]
+fn a_job_that_leaves_its_session_still_dies_at_the_timeout() {
+    let h = Host::new("h");
+    let run = h
+        .sh(
+            T0,
+            "baton-run --lock esc --timeout 1s --grace 1s -- sh -c 'setsid sh -c \"echo \\$\\$ > escaped; exec sleep 311\" & echo $$ > shell; sleep 312'",
+        )
+        .run()
+        .status(124);
+    failure_report(
+        &run,
+        "baton-run: esc timed out after 1s and was killed; ended 3 processes",
+        "",
+    );
+    for f in ["escaped", "shell"] {
+        assert_dead(&h, f);
+    }
+    // The next tick starts alone, and its leftovers are ended when it returns.
+    h.sh(
+        T0,
+        "baton-run --lock esc --grace 1s -- sh -c 'setsid sh -c \"echo \\$\\$ > left; exec sleep 313\" & while [ ! -s left ]; do sleep 0.01; done'",
+    )
+    .run()
+    .status(0)
+    .stderr_is("");
+    assert_dead(&h, "left");
+    let r = history(&h, "esc");
+    assert_eq!(r[1]["reason"], "ended 1 leftover process");
+}
+
+#[test]
+fn a_job_that_ignores_term_is_killed() {
+    let h = Host::new("h");
+    let run = h
+        .sh(
+            T0,
+            "baton-run --lock deaf --timeout 1s --grace 1s -- sh -c 'trap \"\" TERM; echo $$ > pid; echo deaf; while :; do sleep 1; done'",
+        )
+        .run()
+        .status(124);
+    assert!(
+        run.stderr()
+            .starts_with("baton-run: deaf timed out after 1s and was killed; ended "),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().ends_with(".log)\ndeaf\n"), "{}", run.stderr());
+    assert_dead(&h, "pid");
+}
+
+#[test]
+fn a_baton_run_sent_term_ends_its_job_and_records_it() {
+    let h = Host::new("h");
+    // timeout(1) stops baton-run long before its own --timeout: the job must not be orphaned.
+    let run = h
+        .sh(T0, "timeout 2 baton-run --lock t --timeout 5m --grace 1s -- sh -c 'echo $$ > pid; exec sleep 31'")
+        .run()
+        .status(124);
+    failure_report(&run, "baton-run: t was stopped after ", "");
+    assert!(
+        run.stderr()
+            .contains(": baton-run got SIGTERM; ended 1 process (log "),
+        "{}",
+        run.stderr()
+    );
+    assert_dead(&h, "pid");
+    let r = history(&h, "t");
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0]["outcome"].as_str(), r[0]["status"].as_u64()),
+        (Some("failed"), Some(143))
+    );
+    assert_eq!(
+        r[0]["reason"],
+        "baton-run got SIGTERM; ended 1 leftover process"
+    );
+}
+
+#[test]
+fn expireafter_takes_over_from_a_run_sleeping_between_retries_and_only_once() {
+    let h = Host::new("h");
+    let first = std::process::Command::new(crate::util::bin("baton-run"))
+        .args(["--lock", "b", "--retries", "3", "--backoff", "1h", "--"])
+        .args(["sh", "-c", "echo try >> tries; exit 1"])
+        .current_dir(&h.dir.path)
+        .env("BATON_STATE_DIR", h.state())
+        .env("BATON_HOST", "h")
+        .env("BATON_NOW", T0)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first try to fail", Duration::from_secs(20), || {
+        std::fs::read_to_string(h.dir.join("tries")).is_ok_and(|t| t == "try\n")
+            && history_file_has_no(&h, "b")
+            && std::fs::read_to_string(h.state().join("jobs/b.json"))
+                .is_ok_and(|s| s.contains("\"running\":{"))
+    });
+    // Two ticks at once, both past --expireafter: exactly one takes over.
+    let taker = |_: usize| {
+        let h = &h;
+        move || {
+            h.sh(
+                "2012-01-24T18:00:00Z",
+                "baton-run --lock b --expireafter 30m --grace 1s -- sh -c 'echo took >> took; while [ ! -e release ]; do sleep 0.05; done'",
+            )
+            .run()
+        }
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(taker(0));
+        let b = s.spawn(taker(1));
+        // Release the winner once it runs and the loser has answered.
+        wait_until(
+            "one tick to take over, one to be busy",
+            Duration::from_secs(30),
+            || {
+                h.dir.join("took").exists()
+                    && std::fs::read_to_string(h.state().join("history/b.jsonl"))
+                        .is_ok_and(|t| t.contains("\"outcome\":\"busy\""))
+            },
+        );
+        std::fs::write(h.dir.join("release"), b"").unwrap();
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let mut codes = [a.code(), b.code()];
+    codes.sort_unstable();
+    assert_eq!(codes, [0, 75], "{}\n{}", a.stderr(), b.stderr());
+    let (winner, loser) = if a.code() == 0 { (&a, &b) } else { (&b, &a) };
+    assert!(
+        winner
+            .stderr()
+            .starts_with("baton-run: took over from run 20120124T160000Z-")
+            && winner.stderr().ends_with(" past --expireafter 30m\n"),
+        "{}",
+        winner.stderr()
+    );
+    assert!(
+        loser.stderr().starts_with("baton-run: b is busy: "),
+        "{}",
+        loser.stderr()
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.dir.join("took")).unwrap(),
+        "took\n"
+    );
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "the taken-over run died of TERM"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("b was stopped after "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(h.dir.join("tries")).unwrap(),
+        "try\n"
+    );
+    // One record per tick: the taken-over run, the busy tick, the run that took over.
+    let mut outcomes: Vec<String> = history(&h, "b")
+        .iter()
+        .map(|r| format!("{} {}", r["outcome"].as_str().unwrap(), r["status"]))
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["busy 75", "failed 143", "repaired 0"]);
+}
+
+fn history_file_has_no(h: &Host, job: &str) -> bool {
+    !h.state().join(format!("history/{job}.jsonl")).exists()
+}
+
+#[test]
+fn a_recorded_pid_that_now_names_a_stranger_is_neither_busy_nor_killed() {
+    let h = Host::new("h");
+    // A run whose baton-run and job both died (a crash, a reboot) leaves its record.
+    let mut runner = std::process::Command::new(crate::util::bin("baton-run"))
+        .args([
+            "--lock",
+            "r",
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > pid; exec sleep 300",
+        ])
+        .current_dir(&h.dir.path)
+        .env("BATON_STATE_DIR", h.state())
+        .env("BATON_HOST", "h")
+        .env("BATON_NOW", T0)
+        .spawn()
+        .unwrap();
+    wait_until("the job to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(h.state().join("jobs/r.json"))
+            .is_ok_and(|s| !s.contains("\"pid\":0"))
+            && h.dir.join("pid").exists()
+    });
+    let job: i32 = std::fs::read_to_string(h.dir.join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &job.to_string()])
+        .status()
+        .unwrap();
+    // Dead and reaped (by init, its parent now): only then is the pid free again.
+    wait_until(
+        "the job to die and be reaped",
+        Duration::from_secs(20),
+        || !h.dir.join(format!("/proc/{job}")).exists(),
+    );
+    // A stranger gets the recorded pid (and leads its own group, as the job did).
+    let stranger = spawn_with_pid(job);
+    let Some(mut stranger) = stranger else {
+        // Only root may steer the kernel's next pid; CI runs as root.
+        eprintln!("skipped: cannot write /proc/sys/kernel/ns_last_pid (not root)");
+        return;
+    };
+    let tick = |at: &str| {
+        h.at("baton-run", at)
+            .args([
+                "--lock",
+                "r",
+                "--expireafter",
+                "1m",
+                "--grace",
+                "1s",
+                "--",
+                "true",
+            ])
+            .run()
+    };
+    tick("2012-01-24T17:00:00Z").status(0).stderr_is("");
+    tick("2012-01-24T17:05:00Z").status(0).stderr_is("");
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "the stranger was killed"
+    );
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+}
+
+/// Start `sleep 300` as pid `pid` in its own process group, steering the kernel through
+/// /proc/sys/kernel/ns_last_pid (root only); bounded retries, as other processes fork too.
+fn spawn_with_pid(pid: i32) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).ok()?;
+        let mut child = std::process::Command::new("sleep")
+            .arg("300")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        if child.id() as i32 == pid {
+            return Some(child);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!(
+        "could not get pid {pid} in 200 tries: {:?}",
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    );
+}
+
+#[test]
+fn disk_full_mid_job_still_times_out_ends_the_job_and_says_what_was_lost() {
+    let h = Host::new("h");
+    let state = h.state();
+    std::fs::create_dir_all(&state).unwrap();
+    // A 1 MiB tmpfs as the state dir (mounting needs root; CI runs as root).
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+        assert_ne!(uid, 0, "root could not mount a tmpfs");
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(state.clone());
+    let job = "echo $$ > pid; head -c 2M /dev/zero > \"$BATON_STATE_DIR/fill\"; echo disk full >&2; sleep 300";
+    let run = h
+        .sh(
+            T0,
+            &format!("baton-run --lock fill --timeout 2s --grace 1s --on-failed fill_failed -- sh -c '{job}'"),
+        )
+        .run()
+        .status(73);
+    let err = run.stderr();
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].starts_with("baton-run: the log of fill run 20120124T160000Z-")
+            && lines[0].ends_with(" is incomplete: no space left on device"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "baton-run: fill ran (exit status 124) but its outcome could not be recorded: "
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("baton-run: fill timed out after 2s and was killed; ended "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(": No space left on device\ndisk full\n"),
+        "{err}"
+    );
+    assert_dead(&h, "pid");
+    // Space again: the next tick runs (nothing is busy), and records the lost run.
+    std::fs::remove_file(state.join("fill")).unwrap();
+    h.at("baton-run", "2012-01-24T16:05:00Z")
+        .args(["--lock", "fill", "--", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
+    let last: Vec<String> = history(&h, "fill")
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| format!("{} {}", r["outcome"].as_str().unwrap(), r["status"]))
+        .collect();
+    assert_eq!(last, ["repaired 0", "failed 73"]);
+}
+
+#[test]
+fn a_torn_history_line_costs_only_itself() {
+    let h = Host::new("h");
+    h.at("baton-run", T0)
+        .args(["--lock", "t", "--", "true"])
+        .run()
+        .status(0);
+    h.at("baton-run", T0)
+        .args(["--lock", "u", "--", "true"])
+        .run()
+        .status(0);
+    // A write cut short by a full disk or a crash: half a record, bytes that are not UTF-8.
+    let file = h.state().join("history/t.jsonl");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"{\"version\":1,\"job\":\"t\",\"ru\xff\xfe");
+    std::fs::write(&file, bytes).unwrap();
+    h.at("baton-run", "2012-01-24T16:01:00Z")
+        .args(["--lock", "t", "--", "true"])
+        .run()
+        .status(0);
+    assert_eq!(history(&h, "t").len(), 2);
+    let all = h
+        .at("baton-run", T0)
+        .arg("--history")
+        .run()
+        .status(0)
+        .stderr_is("");
+    assert_eq!(all.lines().len(), 1 + 3, "{}", all.stdout());
+}
+
+#[test]
+fn history_finds_a_job_by_the_name_the_user_gave() {
+    let h = Host::new("h");
+    h.at("baton-run", T0)
+        .args(["--", "/bin/true"])
+        .run()
+        .status(0);
+    let run = h
+        .at("baton-run", T0)
+        .args(["--history", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
+    let lines = run.lines();
+    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN");
+    assert!(
+        lines[1].contains(" bin_true_") && lines[1].contains(" repaired 0 "),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2);
+    h.at("baton-run", T0)
+        .args(["--history", "/bin/true"])
+        .run()
+        .status(0);
+    h.at("baton-run", T0)
+        .args(["--", "/usr/bin/true"])
+        .run()
+        .status(0);
+    // Now `true` may mean either: both are named.
+    let run = h.at("baton-run", T0).args(["--history", "true"]).run();
+    let err = run.stderr();
+    let run = run.error("baton-run", "--history: 'true' may mean any of bin_true_");
+    assert!(
+        err.contains(", usr_bin_true_") && err.ends_with(": name one\n"),
+        "{}",
+        run.stderr()
+    );
+    // The readable part, exactly, is not ambiguous.
+    h.at("baton-run", T0)
+        .args(["--history", "usr_bin_true"])
+        .run()
+        .status(0);
+}
+
+#[test]
+fn withdraw_on_failure_clears_the_success_signal() {
+    let h = Host::new("h");
+    let tick = |at: &str, cmd: &str| {
+        h.at("baton-run", at)
+            .args([
+                "-q",
+                "--lock",
+                "w",
+                "--on-repaired",
+                "did_w",
+                "--ttl",
+                "1d",
+                "--withdraw-on-failure",
+                "--",
+                "sh",
+                "-c",
+                cmd,
+            ])
+            .run()
+    };
+    tick(T0, "true").status(0).stderr_is("");
+    h.at("baton-signal", "2012-01-24T16:05:00Z")
+        .args(["list", "--names"])
+        .run()
+        .stdout_is("did_w\n");
+    tick("2012-01-24T17:00:00Z", "exit 4").status(4);
+    h.at("baton-signal", "2012-01-24T17:05:00Z")
+        .args(["list", "--names"])
+        .run()
+        .status(1)
+        .stdout_is("");
+    // Without the option, a failure leaves the earlier success standing.
+    h.at("baton-run", "2012-01-24T18:00:00Z")
+        .args([
+            "--lock",
+            "v",
+            "--on-repaired",
+            "did_v",
+            "--ttl",
+            "1d",
+            "--",
+            "true",
+        ])
+        .run()
+        .status(0);
+    h.at("baton-run", "2012-01-24T18:01:00Z")
+        .args(["-q", "--lock", "v", "--on-repaired", "did_v", "--", "false"])
+        .run()
+        .status(1);
+    h.at("baton-signal", "2012-01-24T18:05:00Z")
+        .args(["list", "--names"])
+        .run()
+        .stdout_is("did_v\n");
+    h.at("baton-run", T0)
+        .args(["--withdraw-on-failure", "--", "true"])
+        .run()
+        .error(
+            "baton-run",
+            "--withdraw-on-failure needs an --on-repaired class",
+        );
+}
+
+#[test]
+fn logs_keep_their_head_and_tail_within_the_limit() {
+    let h = Host::new("h");
+    h.at("baton-run", T0)
+        .args([
+            "--lock",
+            "big",
+            "--log-limit",
+            "4k",
+            "--",
+            "sh",
+            "-c",
+            "i=1; while [ $i -le 3000 ]; do echo line $i; i=$((i+1)); done",
+        ])
+        .run()
+        .status(0)
+        .stderr_is("");
+    let r = history(&h, "big");
+    let log = std::fs::read_to_string(r[0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.len() <= 4096 + 100, "{}", log.len());
+    assert!(log.starts_with("line 1\nline 2\n"), "{log}");
+    assert!(log.ends_with("line 2999\nline 3000\n"), "{log}");
+    assert!(
+        log.contains(" bytes left out of this log, see --log-limit]\n"),
+        "{log}"
+    );
+    h.at("baton-run", T0)
+        .args(["--log-limit", "12", "--", "true"])
+        .run()
+        .error("baton-run", "below the least, 1k");
 }

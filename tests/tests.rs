@@ -5,6 +5,7 @@ mod util;
 mod cfengine;
 mod classes_cli;
 mod crash;
+mod cron;
 mod etcd_store;
 mod monitoring;
 mod package;

@@ -226,10 +226,20 @@ fn a_clock_stepped_back_delays_nothing() {
         run.stderr()
     );
     // From now on, ifelapsed counts from the new start, on the stepped clock.
-    tick("2024-06-01T12:05:00Z")
+    // (A skip by a rule is silent; its reason is in the history.)
+    tick("2024-06-01T12:05:00Z").run().status(76).stderr_is("");
+    let records = h
+        .at("baton-run", "2024-06-01T12:05:00Z")
+        .args(["--history", "j", "--json"])
         .run()
-        .status(76)
-        .says("baton-run", "last started 5m ago, --ifelapsed 10m");
+        .status(0);
+    assert!(
+        records
+            .stdout()
+            .contains("\"reason\":\"skipped j: last started 5m ago, --ifelapsed 10m\""),
+        "{}",
+        records.stdout()
+    );
     // The year-ahead signal was replaced by this run's, which expires in 10 minutes.
     h.at("baton-if", "2024-06-01T12:09:00Z")
         .arg("done")

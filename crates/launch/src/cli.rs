@@ -17,9 +17,14 @@ use std::process::ExitCode;
 
 /// Run CMD under cron-safe rules and publish its outcome as signals.
 ///
+/// When CMD fails, is killed or times out, one line on stderr says so (job, status or
+/// signal, duration, log) followed by the last lines of its output, with or without -q;
+/// a successful or skipped run says nothing.
+///
 /// Exit status: CMD's own; 124 if it timed out; 126 if it could not be executed, 127 if
 /// not found; 128+N if killed by signal N; 75 if another run holds the job's lock; 76 if
-/// --ifelapsed or --once-per skipped it; 2 on a usage or state error.
+/// --ifelapsed or --once-per skipped it; 73 if CMD ran but its outcome could not be
+/// recorded; 2 on a usage or state error.
 #[derive(Parser, Debug)]
 #[command(name = "baton-run", version)]
 pub struct RunCli {
@@ -63,6 +68,10 @@ pub struct RunCli {
     #[arg(long, value_name = "CLASS")]
     pub on_skipped: Vec<String>,
 
+    /// When CMD fails, clear its --on-repaired classes (withdraw an earlier success)
+    #[arg(long)]
+    pub withdraw_on_failure: bool,
+
     /// How long outcome signals stay live
     #[arg(long, value_name = "DUR", default_value_t = DEFAULT_TTL)]
     pub ttl: Duration,
@@ -80,7 +89,11 @@ pub struct RunCli {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub keep_logs: usize,
 
-    /// Say nothing when the run is skipped or the job is busy (cron mails what is printed)
+    /// Bound each run's log to SIZE bytes (k, M, G suffixes): its first and last halves
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub log_limit: u64,
+
+    /// Say nothing when the job is busy (failures are always said; cron mails what is printed)
     #[arg(short, long)]
     pub quiet: bool,
 
@@ -137,9 +150,11 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
         if matches!(report.outcome, Outcome::Repaired | Outcome::Failed) {
             let url = ping::url_for(url, report.outcome == Outcome::Repaired);
             if let Err(why) = ping::ping(&url, ping::PING_TIMEOUT) {
-                report.alerts.push(format!(
-                    "cannot ping {url}: {why} (the job's outcome stands)"
-                ));
+                // Before the failure line, which the job's output follows.
+                report.alerts.insert(
+                    0,
+                    format!("cannot ping {url}: {why} (the job's outcome stands)"),
+                );
             }
         }
     }
@@ -147,17 +162,21 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
     if let Some(path) = cli.metrics_file.as_ref().filter(|p| !p.is_empty()) {
         let path = std::path::Path::new(path);
         if let Err(e) = write_metrics(path, &ctx) {
-            report.alerts.push(format!(
-                "cannot write --metrics-file {}: {} (the job's outcome stands)",
-                path.display(),
-                e.message
-            ));
+            report.alerts.insert(
+                0,
+                format!(
+                    "cannot write --metrics-file {}: {} (the job's outcome stands)",
+                    path.display(),
+                    e.message
+                ),
+            );
         }
     }
     let mut err = std::io::stderr().lock();
     for alert in &report.alerts {
         let _ = writeln!(err, "baton-run: {alert}");
     }
+    let _ = err.write_all(report.output.as_bytes());
     if let (Some(notice), false) = (&report.notice, cli.quiet) {
         let _ = writeln!(err, "baton-run: {notice}");
     }
@@ -177,6 +196,30 @@ fn write_metrics(path: &std::path::Path, ctx: &Context) -> Result<()> {
         })
         .collect();
     metrics::write_file(path, &ctx.site.state_dir, &ctx.site.host, &signals)
+}
+
+/// A byte count with an optional k, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let mult: u64 = match unit.to_ascii_lowercase().trim_end_matches(['b', 'i']) {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(format!("invalid size '{s}': use e.g. 4096, 64k, 1M")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size '{s}': use e.g. 4096, 64k, 1M"))?;
+    match n.checked_mul(mult) {
+        Some(v) if v >= 1024 => Ok(v),
+        Some(_) => Err(format!("size '{s}' is below the least, 1k")),
+        None => Err(format!("size '{s}' is too large")),
+    }
 }
 
 /// Validate everything before any work starts.
@@ -212,6 +255,11 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     if let Some(url) = &cli.ping {
         ping::validate(url)?;
     }
+    if cli.withdraw_on_failure && cli.on_repaired.is_empty() {
+        return Err(Error::new(
+            "--withdraw-on-failure needs an --on-repaired class to withdraw",
+        ));
+    }
     if cli.keep_logs == 0 {
         return Err(Error::new("--keep-logs must be at least 1"));
     }
@@ -231,20 +279,48 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
         policy: cli.policy,
         once_per: cli.once_per.clone(),
         keep_logs: cli.keep_logs,
+        withdraw_on_failure: cli.withdraw_on_failure,
+        log_limit: cli.log_limit,
     })
 }
 
 fn print_history(cli: &RunCli, job: &str) -> Result<ExitStatus> {
-    let job = (!job.is_empty()).then_some(job);
-    if let Some(j) = job {
-        baton_core::name::validate(j).map_err(|e| e.context("--history"))?;
-    }
     let site = cli.site.resolve()?;
-    let mut records = history::read(&site.state_dir.join("history"), job)?;
+    let dir = site.state_dir.join("history");
+    let job = if job.is_empty() {
+        None
+    } else {
+        if job.contains('/') && !job.starts_with('/') || job.contains("..") {
+            baton_core::name::validate(job).map_err(|e| e.context("--history"))?;
+        }
+        let found = history::find_jobs(&dir, job)?;
+        match found.as_slice() {
+            [] => {
+                // No record is a "no" (status 1), as grep says it, with the reason.
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "baton-run: --history: no job named '{job}' has run here (in {}); `baton-run --history` lists every job",
+                    dir.display()
+                );
+                return Ok(ExitStatus::FALSE);
+            }
+            [one] => Some(one.clone()),
+            many => {
+                return Err(Error::new(format!(
+                    "--history: '{job}' may mean any of {}: name one",
+                    many.join(", ")
+                )))
+            }
+        }
+    };
+    let mut records = history::read(&dir, job.as_deref())?;
     if let Some(n) = cli.limit {
         records.drain(..records.len().saturating_sub(n));
     }
     let mut out = std::io::stdout().lock();
+    if !cli.json && !records.is_empty() {
+        writeln!(out, "START END JOB OUTCOME STATUS RUN").map_err(stdout_error)?;
+    }
     for r in &records {
         if cli.json {
             let line = serde_json::to_string(r).map_err(|e| Error::new(e.to_string()))?;
@@ -275,5 +351,16 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         RunCli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("12").is_err());
+        assert!(parse_size("1x").is_err());
+        assert!(parse_size("").is_err());
     }
 }

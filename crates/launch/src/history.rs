@@ -7,7 +7,7 @@ use baton_core::lock::lock_file;
 use baton_core::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 pub const HISTORY_VERSION: u32 = 1;
@@ -27,6 +27,9 @@ pub enum Outcome {
     Skipped,
     /// Not run: another run of the job holds its lock.
     Busy,
+    /// Not run: the tick failed before it could run the command (a damaged state file,
+    /// an unusable store).
+    Error,
 }
 
 impl Outcome {
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
             Outcome::Busy => "busy",
+            Outcome::Error => "error",
         }
     }
 }
@@ -60,21 +64,38 @@ pub struct Record {
     pub log: Option<String>,
 }
 
-/// Append `record` to its job's history.
+/// Append `record` to its job's history. A torn last line (a write cut short by a full
+/// disk or a crash) is ended first, so it costs only itself, never the new record.
 pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
     let _lock = lock_file(&paths.history_lock, std::time::Duration::from_secs(10))?;
     let mut line = serde_json::to_vec(record).map_err(|e| Error::new(e.to_string()))?;
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(&paths.history)
         .map_err(|e| Error::io("open", &paths.history, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("read", &paths.history, e))?
+        .len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| file.read_exact(&mut last))
+            .map_err(|e| Error::io("read", &paths.history, e))?;
+        if last[0] != b'\n' {
+            line.insert(0, b'\n');
+        }
+    }
     file.write_all(&line)
         .and_then(|_| file.sync_data())
         .map_err(|e| Error::io("append to", &paths.history, e))?;
     drop(file);
-    let text = std::fs::read_to_string(&paths.history).unwrap_or_default();
+    let bytes = std::fs::read(&paths.history).unwrap_or_default();
+    // Lossy: a torn line that is not UTF-8 costs only itself.
+    let text = String::from_utf8_lossy(&bytes);
     let count = text.lines().count();
     if count > MAX_RECORDS {
         write_atomic(
@@ -160,8 +181,9 @@ pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
 /// One job's records, oldest first, and its totals: the records' and those trimmed away.
 pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, Totals)> {
     let path = history_dir.join(format!("{job}.jsonl"));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+    let text = match std::fs::read(&path) {
+        // Lossy: a torn line that is not UTF-8 costs only itself.
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io("read", &path, e)),
     };
@@ -181,8 +203,39 @@ pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, T
     Ok((records, totals))
 }
 
+/// The history files' job names that `name`, as the user gave it, may mean: the job of
+/// that exact name, else jobs whose name was derived from a command ending in it
+/// (`my_job` finds `usr_local_bin_my_job_351171e292923805`).
+pub fn find_jobs(history_dir: &Path, name: &str) -> Result<Vec<String>> {
+    let jobs = jobs(history_dir)?;
+    if jobs.iter().any(|j| j == name) {
+        return Ok(vec![name.to_string()]);
+    }
+    let want = baton_core::name::canonify(name);
+    let want = want.trim_matches('_');
+    // A derived name whose readable part is exactly the name wins over ones ending in it.
+    let mut exact: Vec<String> = Vec::new();
+    let mut ending: Vec<String> = Vec::new();
+    for j in jobs {
+        match derived_prefix(&j) {
+            Some(p) if p == want => exact.push(j),
+            Some(p) if p.ends_with(&format!("_{want}")) => ending.push(j),
+            _ => {}
+        }
+    }
+    let mut found = if exact.is_empty() { ending } else { exact };
+    found.sort();
+    Ok(found)
+}
+
+/// The readable part of a derived job name (`PREFIX_<16 hex digits>`).
+fn derived_prefix(job: &str) -> Option<&str> {
+    let (prefix, hash) = job.rsplit_once('_')?;
+    (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(prefix)
+}
+
 /// Every record of one job (or of every job in `history_dir`), oldest first. Lines that
-/// are not records (a torn last line after a crash) are skipped.
+/// are not records (a torn line after a crash or a full disk) are skipped.
 pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     let files: Vec<std::path::PathBuf> = match job {
         Some(j) => vec![history_dir.join(format!("{j}.jsonl"))],
@@ -198,14 +251,16 @@ pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     };
     let mut records = Vec::new();
     for f in files {
-        let text = match std::fs::read_to_string(&f) {
+        let bytes = match std::fs::read(&f) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("read", &f, e)),
         };
+        // A torn line (cut short, or zeros after a crash) is skipped, not fatal.
         records.extend(
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<Record>(l).ok()),
+            bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|l| serde_json::from_slice::<Record>(l).ok()),
         );
     }
     records.sort_by(|a, b| (a.start, &a.job, &a.run).cmp(&(b.start, &b.job, &b.run)));
@@ -266,6 +321,37 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(read(&dir, Some("j")).unwrap(), records);
         assert_eq!(jobs(&dir).unwrap(), ["j"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn derived_names_are_found_by_the_name_the_user_gave() {
+        let dir = std::env::temp_dir().join(format!("baton-find-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for j in [
+            "usr_local_bin_my_job_351171e292923805",
+            "my_job_0123456789abcdef",
+            "other_job_0123456789abcdef",
+            "nightly",
+        ] {
+            std::fs::write(dir.join(format!("{j}.jsonl")), b"").unwrap();
+        }
+        let find = |n: &str| find_jobs(&dir, n).unwrap();
+        assert_eq!(find("nightly"), ["nightly"]);
+        assert_eq!(find("my_job"), ["my_job_0123456789abcdef"]);
+        assert_eq!(
+            find("job"),
+            [
+                "my_job_0123456789abcdef",
+                "other_job_0123456789abcdef",
+                "usr_local_bin_my_job_351171e292923805"
+            ]
+        );
+        assert_eq!(
+            find("/usr/local/bin/my_job"),
+            ["usr_local_bin_my_job_351171e292923805"]
+        );
+        assert!(find("nosuch").is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

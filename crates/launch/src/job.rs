@@ -1,11 +1,15 @@
 //! A job's identity and its state record, `STATE_DIR/jobs/JOB.json`, written only by the
 //! holder of the job's lock, `STATE_DIR/jobs/JOB.lock`.
 
+use crate::process::ProcId;
 use baton_core::clock::{format_time, stepped};
 use baton_core::fsutil::{ensure_dir, write_atomic};
 use baton_core::{name, Error, Result};
 use chrono::{DateTime, Utc};
+use rustix::fs::{fcntl_lock, FlockOperation};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub const STATE_VERSION: u32 = 1;
@@ -17,6 +21,8 @@ pub const MAX_JOB_NAME: usize = 100;
 pub struct JobPaths {
     pub name: String,
     pub lock: PathBuf,
+    /// Taken by the one tick that takes over an expired run.
+    pub takeover: PathBuf,
     pub state: PathBuf,
     pub history: PathBuf,
     pub history_lock: PathBuf,
@@ -30,6 +36,7 @@ impl JobPaths {
         JobPaths {
             name: job.to_string(),
             lock: jobs.join(format!("{job}.lock")),
+            takeover: jobs.join(format!("{job}.takeover")),
             state: jobs.join(format!("{job}.json")),
             history: history.join(format!("{job}.jsonl")),
             history_lock: history.join(format!(".{job}.lock")),
@@ -76,10 +83,82 @@ pub fn job_name(lock: Option<&str>, command: &[String]) -> Result<String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Running {
     pub run: String,
+    /// The command's pid, once it started (0 before).
+    #[serde(default)]
     pub pid: u32,
     /// The command's process group (its pid: it leads a new group).
+    #[serde(default)]
     pub pgid: u32,
+    /// The command's start time in clock ticks since boot (`/proc/PID/stat`): with the
+    /// pid, what names the process whatever the kernel does with the number later.
+    #[serde(default)]
+    pub pid_start: u64,
+    /// The `baton-run` that holds the lock: its pid and start time.
+    #[serde(default)]
+    pub holder: u32,
+    #[serde(default)]
+    pub holder_start: u64,
     pub started: DateTime<Utc>,
+}
+
+impl Running {
+    /// The `baton-run` holding the lock, named so that PID reuse cannot fool us.
+    pub fn holder(&self) -> Option<ProcId> {
+        (self.holder != 0).then_some(ProcId {
+            pid: self.holder,
+            start: self.holder_start,
+        })
+    }
+
+    /// The command, if it started.
+    pub fn command(&self) -> Option<ProcId> {
+        (self.pid != 0).then_some(ProcId {
+            pid: self.pid,
+            start: self.pid_start,
+        })
+    }
+}
+
+/// Take the job's lock now, or `None` if another process holds it.
+///
+/// The lock is a POSIX record lock (`fcntl(F_SETLK)`), which belongs to this process
+/// alone: a child between fork and exec does not share it (a `flock` lock would be held
+/// by the child's copy of the descriptor too, and outlive a killed `baton-run` for as
+/// long as the child takes to exec). The kernel drops it when this process dies. The
+/// file must not be opened a second time in this process while locked (closing any
+/// descriptor of it drops a POSIX lock).
+pub fn try_lock(path: &Path) -> Result<Option<File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open lock file", path, e))?;
+    match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == Errno::AGAIN || e == Errno::ACCESS => Ok(None),
+        Err(e) => Err(Error::io("lock", path, e.into())),
+    }
+}
+
+/// Take the job's lock, waiting at most `limit`.
+pub fn lock(path: &Path, limit: std::time::Duration) -> Result<File> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        if let Some(file) = try_lock(path)? {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::new(format!(
+                "{} is still locked after {}s: another process holds it",
+                path.display(),
+                limit.as_secs()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
 }
 
 /// What a job remembers between cron ticks.

@@ -13,5 +13,6 @@ pub mod once_per;
 pub mod ping;
 pub mod process;
 pub mod runner;
+pub mod supervise;
 
 pub use runner::{run_job, Report, RunSpec};

@@ -1,19 +1,25 @@
-//! One cron tick of one job: take the lock (or take over an expired run), apply
-//! `--ifelapsed` and `--once-per`, run the command with its bound and retries, then
-//! publish outcome signals and append the history record.
+//! One cron tick of one job: take the lock (or take over an expired run), end what a
+//! dead predecessor left running, apply `--ifelapsed` and `--once-per`, run the command
+//! with its bound and retries, then publish outcome signals and append the history record.
+//!
+//! Once the command has started, nothing stops the tick from ending it and saying what
+//! happened: an error in recording the outcome (a full disk) becomes exit status
+//! [`ExitStatus::UNRECORDED`], never an early return that would leave the job unsupervised.
 
 use crate::history::{self, Outcome, Record, HISTORY_VERSION};
-use crate::job::{JobPaths, JobState, Running};
-use crate::process::{self, Ending};
+use crate::job::{self, JobPaths, JobState, Running};
+use crate::process::{end_all, job_processes, signal_name, Ending, Marker, ProcId};
+use crate::supervise::{Capture, Supervisor};
 use baton_core::cli::Site;
 use baton_core::clock::{format_time, stepped};
 use baton_core::error::ExitStatus;
-use baton_core::lock::{lock_file, try_lock_file};
 use baton_core::{Duration, Error, Result};
 use baton_store::{Context, Policy, SignalStore};
 use chrono::{DateTime, Utc};
+use rustix::process::Signal;
 use std::fs::File;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Everything `baton-run` was asked to do, validated.
@@ -30,103 +36,113 @@ pub struct RunSpec {
     pub on_repaired: Vec<String>,
     pub on_failed: Vec<String>,
     pub on_skipped: Vec<String>,
+    /// Clear the `--on-repaired` signals when the run fails.
+    pub withdraw_on_failure: bool,
     pub ttl: Duration,
     pub policy: Policy,
     pub once_per: Option<String>,
     pub keep_logs: usize,
+    /// A run's log keeps at most this many bytes: the first half and the last half.
+    pub log_limit: u64,
 }
 
-/// How the tick went: the status to exit with, and lines for stderr.
+/// How the tick went: the status to exit with, and what to say on stderr.
 #[derive(Debug)]
 pub struct Report {
     pub outcome: Outcome,
     pub status: ExitStatus,
-    /// Said only when not `--quiet`: why the job did not run.
+    /// Said only when not `--quiet`: the job is busy.
     pub notice: Option<String>,
     /// Always said: something went wrong that cron should mail.
     pub alerts: Vec<String>,
+    /// Always said after the alerts when the job failed: the end of its output.
+    pub output: String,
 }
 
 /// Run one tick of `spec` in `ctx`: its host, state dir, store, and the instant `ctx.now`.
 pub fn run_job(spec: &RunSpec, ctx: &Context) -> Result<Report> {
+    // Signals are heard from here on, so a take-over never finds a job left unsupervised.
+    let mut sup = Supervisor::new();
     let site = &ctx.site;
     let paths = JobPaths::new(&site.state_dir, &spec.job);
     paths.create_dirs()?;
     let now = ctx.now;
     // Where outcome signals and once-per keys go; a bad store is an error before any run.
-    let backend = ctx.store()?;
+    let result = ctx
+        .store()
+        .and_then(|store| tick(spec, site, store, &paths, now, &mut sup));
+    if let Err(e) = &result {
+        // A tick that failed before running still leaves its trace, where it can.
+        let mut r = record(
+            spec,
+            site,
+            run_id(now),
+            now,
+            Outcome::Error,
+            ExitStatus::ERROR,
+        );
+        r.reason = Some(e.message.clone());
+        let _ = history::append(&paths, &r);
+    }
+    result
+}
+
+fn record(
+    spec: &RunSpec,
+    site: &Site,
+    run: String,
+    start: DateTime<Utc>,
+    outcome: Outcome,
+    status: ExitStatus,
+) -> Record {
+    Record {
+        version: HISTORY_VERSION,
+        job: spec.job.clone(),
+        run,
+        host: site.host.clone(),
+        start,
+        end: start,
+        outcome,
+        status: status.code(),
+        attempts: 0,
+        reason: None,
+        log: None,
+    }
+}
+
+fn tick(
+    spec: &RunSpec,
+    site: &Site,
+    backend: &dyn SignalStore,
+    paths: &JobPaths,
+    now: DateTime<Utc>,
+    sup: &mut Supervisor,
+) -> Result<Report> {
     let mut alerts = Vec::new();
-    let _lock: File = match try_lock_file(&paths.lock)? {
-        Some(lock) => lock,
-        None => match take_over(spec, &paths, now, &mut alerts)? {
-            Some(lock) => lock,
+    let (_lock, takeover): (File, Option<File>) = match job::try_lock(&paths.lock)? {
+        Some(lock) => (lock, None),
+        None => match take_over(spec, paths, now, &mut alerts)? {
+            Some(pair) => pair,
             None => {
-                let holder = JobState::load(&paths)?.running;
-                let why = match holder {
-                    Some(r) => format!(
-                        "{} is busy: run {} (pid {}) started at {} holds its lock",
-                        spec.job,
-                        r.run,
-                        r.pid,
-                        format_time(r.started)
-                    ),
-                    None => format!("{} is busy: another run holds its lock", spec.job),
-                };
-                return finish_not_run(
-                    spec,
-                    site,
-                    backend,
-                    &paths,
-                    now,
-                    Outcome::Busy,
-                    why,
-                    alerts,
-                );
+                let why = busy_reason(spec, paths)?;
+                return finish_not_run(spec, site, backend, paths, now, Outcome::Busy, why, alerts);
             }
         },
     };
-    let mut state = JobState::load(&paths)?;
+    let mut state = JobState::load(paths)?;
     if spec.ifelapsed.is_some() {
         alerts.extend(state.forget_stepped_start(now));
     }
-    if let Some(prev) = state.running.clone() {
-        // The previous baton-run died while holding the lock; its command may live on.
-        if process::live_members(prev.pgid) > 0 {
-            if expired(spec, &prev, now) {
-                process::kill_group(prev.pgid, spec.grace.std());
-                alerts.push(format!(
-                    "killed orphaned run {} of {} (pid {}): {}, past --expireafter {}",
-                    prev.run,
-                    spec.job,
-                    prev.pid,
-                    running_since(&prev, now),
-                    spec.expireafter.unwrap_or_default()
-                ));
-            } else {
-                let why = format!(
-                    "{} is busy: run {} (pid {}) outlived its baton-run and is still running",
-                    spec.job, prev.run, prev.pid
-                );
-                return finish_not_run(
-                    spec,
-                    site,
-                    backend,
-                    &paths,
-                    now,
-                    Outcome::Busy,
-                    why,
-                    alerts,
-                );
-            }
-        }
-        state.running = None;
+    if let Some(prev) = state.running.take() {
+        // Its baton-run died (the lock was free): end what it left running, record it.
+        end_leftovers(spec, site, paths, &prev, &run_id(now), &mut alerts)?;
     }
     if let Some(why) = skip_reason(spec, &state, backend, now)? {
         return finish_not_run(
             spec,
             site,
             backend,
-            &paths,
+            paths,
             now,
             Outcome::Skipped,
             why,
@@ -136,107 +152,173 @@ pub fn run_job(spec: &RunSpec, ctx: &Context) -> Result<Report> {
 
     let run_id = run_id(now);
     let log_path = paths.logs.join(format!("{run_id}.log"));
+    let capture = Capture::create(&log_path, spec.log_limit)
+        .map_err(|e| Error::io("create log", &log_path, e))?;
+    let me = ProcId::current().unwrap_or(ProcId {
+        pid: std::process::id(),
+        start: 0,
+    });
     state.last_start = Some(now);
+    state.running = Some(Running {
+        run: run_id.clone(),
+        pid: 0,
+        pgid: 0,
+        pid_start: 0,
+        holder: me.pid,
+        holder_start: me.start,
+        started: now,
+    });
+    state.save(paths)?;
+    // This run is on record: a later take-over now finds it, not its predecessor.
+    drop(takeover);
+
+    // From here on the job runs: errors are collected, never returned.
+    let capture = Arc::new(Mutex::new(capture));
+    let marker = Marker {
+        run: run_id.clone(),
+        job: spec.job.clone(),
+    };
+    let mut unrecorded: Vec<String> = Vec::new();
     let started = Instant::now();
     let mut attempts = 0;
+    let mut ended = 0;
     let ending = loop {
+        if let Some(sig) = sup.interrupted() {
+            break Ending::Interrupted(sig);
+        }
         attempts += 1;
-        let ending = attempt(spec, site, &paths, &mut state, &run_id, now, &log_path)?;
-        if ending.succeeded() || attempts > spec.retries {
+        let command = command(spec, site, &run_id);
+        let (ending, killed) = sup.attempt(
+            command,
+            &capture,
+            &marker,
+            spec.timeout.map(Duration::std),
+            spec.grace.std(),
+            |pid| {
+                if let Some(r) = state.running.as_mut() {
+                    r.pid = pid;
+                    r.pgid = pid;
+                    r.pid_start = ProcId::of(pid).map_or(0, |p| p.start);
+                }
+                if let Err(e) = state.save(paths) {
+                    unrecorded.push(e.message);
+                }
+            },
+        );
+        ended += killed;
+        if ending.succeeded() || attempts > spec.retries || matches!(ending, Ending::Interrupted(_))
+        {
             break ending;
         }
         let pause = spec
             .backoff
             .as_secs()
             .saturating_mul(1 << (attempts - 1).min(16));
-        std::thread::sleep(std::time::Duration::from_secs(pause.min(3600)));
+        if let Some(sig) = sup.pause(std::time::Duration::from_secs(pause.min(3600))) {
+            break Ending::Interrupted(sig);
+        }
     };
+    let ran_for = Duration::from_secs(started.elapsed().as_secs());
     // Whole seconds, as every Baton time: a signal raised at 16:00 for 10m is gone at 16:10.
-    let ran_for = chrono::TimeDelta::seconds(started.elapsed().as_secs() as i64);
-    let end = site.clock.now()?.max(now + ran_for);
+    let end = site.clock.now().unwrap_or(now).max(now + ran_for.chrono());
     let outcome = if ending.succeeded() {
         Outcome::Repaired
     } else {
         Outcome::Failed
     };
-    if let Ending::NotStarted(_, why) = &ending {
-        alerts.push(format!("cannot run '{}': {why}", spec.command[0]));
-    }
-    if ending == Ending::TimedOut {
+    let (excerpt, log_error) = match capture.lock() {
+        Ok(mut c) => {
+            c.finish();
+            (c.excerpt(), c.error.clone())
+        }
+        Err(_) => (String::new(), None),
+    };
+    if let Some(e) = log_error {
         alerts.push(format!(
-            "{} timed out after {} and was killed (run {run_id})",
-            spec.job,
-            spec.timeout.unwrap_or_default()
+            "the log of {} run {run_id} is incomplete: {e}",
+            spec.job
         ));
     }
+    let log = log_path.display().to_string();
+
+    // Record the outcome; each step is tried even when an earlier one failed.
     state.running = None;
     state.last_end = Some(end);
     state.last_outcome = Some(outcome.as_str().to_string());
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            unrecorded.push(e.message);
+        }
+    };
     if outcome == Outcome::Repaired {
         if let Some(key) = &spec.once_per {
-            backend.once_per_remember(&spec.job, key)?;
+            note(backend.once_per_remember(&spec.job, key));
         }
     }
-    state.save(&paths)?;
+    note(state.save(paths));
     let classes = if outcome == Outcome::Repaired {
         &spec.on_repaired
     } else {
         &spec.on_failed
     };
-    raise_all(spec, backend, classes, end, &run_id)?;
-    history::append(
-        &paths,
-        &Record {
-            version: HISTORY_VERSION,
-            job: spec.job.clone(),
-            run: run_id,
-            host: site.host.clone(),
-            start: now,
-            end,
-            outcome,
-            status: ending.status().code(),
-            attempts,
-            reason: match &ending {
-                Ending::NotStarted(_, why) => Some(why.clone()),
-                Ending::TimedOut => Some("timed out".into()),
-                _ => None,
-            },
-            log: Some(log_path.display().to_string()),
-        },
-    )?;
-    prune_logs(&paths, spec.keep_logs);
+    note(raise_all(spec, backend, classes, end, &run_id));
+    if outcome == Outcome::Failed && spec.withdraw_on_failure {
+        for class in &spec.on_repaired {
+            note(backend.clear(class, end).map(|_| ()));
+        }
+    }
+    let mut r = record(spec, site, run_id.clone(), now, outcome, ending.status());
+    r.end = end;
+    r.attempts = attempts;
+    r.log = Some(log.clone());
+    r.reason = match &ending {
+        Ending::NotStarted(_, why) => Some(why.clone()),
+        Ending::TimedOut => Some("timed out".into()),
+        Ending::Interrupted(sig) => Some(format!("baton-run got {}", signal_name(*sig))),
+        _ => None,
+    };
+    if ended > 0 {
+        let more = match ended {
+            1 => "ended 1 leftover process".to_string(),
+            n => format!("ended {n} leftover processes"),
+        };
+        r.reason = Some(r.reason.map_or(more.clone(), |w| format!("{w}; {more}")));
+    }
+    note(history::append(paths, &r));
+    prune_logs(paths, spec.keep_logs);
+    let mut status = ending.status();
+    if !unrecorded.is_empty() {
+        alerts.push(format!(
+            "{} ran (exit status {}) but its outcome could not be recorded: {}",
+            spec.job,
+            ending.status(),
+            unrecorded.join("; ")
+        ));
+        status = ExitStatus::UNRECORDED;
+    }
+    // Last, so that the end of the job's output follows it.
+    if outcome == Outcome::Failed {
+        alerts.push(failure_line(spec, &ending, ran_for, ended, &log));
+    }
     Ok(Report {
         outcome,
-        status: ending.status(),
+        status,
         notice: None,
         alerts,
+        output: if outcome == Outcome::Failed {
+            excerpt
+        } else {
+            String::new()
+        },
     })
 }
 
-/// One attempt: spawn with output to the run's log, note the running process, wait.
-#[allow(clippy::too_many_arguments)]
-fn attempt(
-    spec: &RunSpec,
-    site: &Site,
-    paths: &JobPaths,
-    state: &mut JobState,
-    run_id: &str,
-    now: DateTime<Utc>,
-    log_path: &std::path::Path,
-) -> Result<Ending> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .map_err(|e| Error::io("open log", log_path, e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| Error::io("open log", log_path, e))?;
+/// The command of one attempt: stdin from /dev/null, and the environment that both tells
+/// the job who it is and marks its processes as the run's.
+fn command(spec: &RunSpec, site: &Site, run_id: &str) -> Command {
     let mut command = Command::new(&spec.command[0]);
     command
         .args(&spec.command[1..])
-        .stdout(log)
-        .stderr(log_err)
         // The job's own baton calls act as the same host, on the same store and clock.
         .env("BATON_RUN", run_id)
         .env("BATON_JOB", &spec.job);
@@ -246,22 +328,41 @@ fn attempt(
             None => command.env_remove(var),
         };
     }
-    let child = match process::spawn_in_group(&mut command) {
-        Ok(child) => child,
-        Err(ending) => return Ok(ending),
+    command
+}
+
+/// The one line a failure gets on stderr: job, how it ended, after how long, the log.
+fn failure_line(
+    spec: &RunSpec,
+    ending: &Ending,
+    ran_for: Duration,
+    ended: usize,
+    log: &str,
+) -> String {
+    let job = &spec.job;
+    let ended = match ended {
+        0 => String::new(),
+        1 => "; ended 1 process".to_string(),
+        n => format!("; ended {n} processes"),
     };
-    state.running = Some(Running {
-        run: run_id.to_string(),
-        pid: child.id(),
-        pgid: child.id(),
-        started: now,
-    });
-    state.save(paths)?;
-    Ok(process::wait_bounded(
-        child,
-        spec.timeout.map(Duration::std),
-        spec.grace.std(),
-    ))
+    match ending {
+        Ending::Exited(code) => {
+            format!("{job} failed with exit status {code} after {ran_for}{ended} (log {log})")
+        }
+        Ending::Signalled(sig) => format!(
+            "{job} was killed by {} after {ran_for}{ended} (log {log})",
+            signal_name(*sig)
+        ),
+        Ending::TimedOut => format!(
+            "{job} timed out after {} and was killed{ended} (log {log})",
+            spec.timeout.unwrap_or_default()
+        ),
+        Ending::Interrupted(sig) => format!(
+            "{job} was stopped after {ran_for}: baton-run got {}{ended} (log {log})",
+            signal_name(*sig)
+        ),
+        Ending::NotStarted(_, why) => format!("cannot run '{}': {why}", spec.command[0]),
+    }
 }
 
 /// A run's id: its start and this process, e.g. `20120124T164500Z-4242`.
@@ -291,34 +392,111 @@ fn running_since(running: &Running, now: DateTime<Utc>) -> String {
     }
 }
 
-/// With `--expireafter`, a run that has held the lock too long is killed and its lock
-/// taken once its baton-run has let go (bounded).
+fn busy_reason(spec: &RunSpec, paths: &JobPaths) -> Result<String> {
+    let holder = JobState::load(paths)?
+        .running
+        .filter(|r| r.holder().is_some_and(ProcId::alive));
+    Ok(match holder {
+        Some(r) => format!(
+            "{} is busy: run {} started at {} holds its lock (baton-run pid {})",
+            spec.job,
+            r.run,
+            format_time(r.started),
+            r.holder
+        ),
+        None => format!("{} is busy: another run holds its lock", spec.job),
+    })
+}
+
+/// The run of a `baton-run` that died holding the lock: end every process it left (found
+/// by its marker and its recorded pid), and record the run, whose outcome is lost.
+fn end_leftovers(
+    spec: &RunSpec,
+    site: &Site,
+    paths: &JobPaths,
+    prev: &Running,
+    next: &str,
+    alerts: &mut Vec<String>,
+) -> Result<()> {
+    let marker = Marker {
+        run: prev.run.clone(),
+        job: spec.job.clone(),
+    };
+    let extra: Vec<ProcId> = prev.command().into_iter().collect();
+    let ended = end_all(|| job_processes(None, &marker, &extra), spec.grace.std());
+    let mut why = "its baton-run ended before recording the outcome".to_string();
+    if ended > 0 {
+        alerts.push(format!(
+            "ended {ended} process{} left running by run {} of {} (started {}), whose baton-run died",
+            if ended == 1 { "" } else { "es" },
+            prev.run,
+            spec.job,
+            format_time(prev.started)
+        ));
+        why.push_str(&format!("; run {next} ended {ended} leftover processes"));
+    }
+    let mut r = record(
+        spec,
+        site,
+        prev.run.clone(),
+        prev.started,
+        Outcome::Failed,
+        ExitStatus::UNRECORDED,
+    );
+    r.reason = Some(why);
+    r.attempts = u32::from(prev.pid != 0);
+    history::append(paths, &r)
+}
+
+/// With `--expireafter`, take over from a run that has held the lock too long, whatever
+/// it is doing: its `baton-run` is sent TERM (it ends its job, records the run and lets
+/// go), and KILL if it does not let go in time. Only one tick takes over: the others
+/// find the take-over lock held and are busy. Returns the job's lock and the take-over
+/// lock, to be held until this run is on record.
 fn take_over(
     spec: &RunSpec,
     paths: &JobPaths,
     now: DateTime<Utc>,
     alerts: &mut Vec<String>,
-) -> Result<Option<File>> {
+) -> Result<Option<(File, Option<File>)>> {
     let Some(limit) = spec.expireafter else {
         return Ok(None);
     };
-    let Some(running) = JobState::load(paths)?.running else {
-        return Ok(None);
+    let expired_run = || -> Result<Option<Running>> {
+        Ok(JobState::load(paths)?
+            .running
+            .filter(|r| expired(spec, r, now) && r.holder().is_some()))
     };
-    if !expired(spec, &running, now) {
+    if expired_run()?.is_none() {
         return Ok(None);
     }
-    process::kill_group(running.pgid, spec.grace.std());
-    let wait = spec.grace.std() * 2 + std::time::Duration::from_secs(10);
-    let lock = lock_file(&paths.lock, wait)?;
+    let Some(guard) = job::try_lock(&paths.takeover)? else {
+        return Ok(None); // another tick is taking over
+    };
+    // Read again under the take-over lock: another tick may have taken over meanwhile.
+    let Some(running) = expired_run()? else {
+        return Ok(None);
+    };
+    let holder = running.holder().expect("filtered on a holder");
+    let grace = spec.grace.std();
+    holder.signal(Signal::TERM);
+    let lock = match job::lock(&paths.lock, grace * 2 + std::time::Duration::from_secs(5)) {
+        Ok(lock) => lock,
+        Err(_) => {
+            // It did not let go: KILL it; its job's leftovers are ended next, as any
+            // dead baton-run's are.
+            holder.signal(Signal::KILL);
+            job::lock(&paths.lock, grace + std::time::Duration::from_secs(5))?
+        }
+    };
     alerts.push(format!(
-        "killed run {} of {} (pid {}): {}, past --expireafter {limit}",
+        "took over from run {} of {} (baton-run pid {}): {}, past --expireafter {limit}",
         running.run,
         spec.job,
-        running.pid,
+        running.holder,
         running_since(&running, now)
     ));
-    Ok(Some(lock))
+    Ok(Some((lock, Some(guard))))
 }
 
 /// Why this tick must not run the job, if it must not. `--once-per` keys live with the
@@ -349,7 +527,8 @@ fn skip_reason(
     Ok(None)
 }
 
-/// A tick that did not run the command: signals for skips, a history record, a notice.
+/// A tick that did not run the command: signals for skips, a history record, and for a
+/// busy tick a notice (a skip by a rule is the normal case and stays silent).
 #[allow(clippy::too_many_arguments)]
 fn finish_not_run(
     spec: &RunSpec,
@@ -370,27 +549,15 @@ fn finish_not_run(
     } else {
         ExitStatus::SKIPPED
     };
-    history::append(
-        paths,
-        &Record {
-            version: HISTORY_VERSION,
-            job: spec.job.clone(),
-            run: run_id,
-            host: site.host.clone(),
-            start: now,
-            end: now,
-            outcome,
-            status: status.code(),
-            attempts: 0,
-            reason: Some(why.clone()),
-            log: None,
-        },
-    )?;
+    let mut r = record(spec, site, run_id, now, outcome, status);
+    r.reason = Some(why.clone());
+    history::append(paths, &r)?;
     Ok(Report {
         outcome,
         status,
-        notice: Some(why),
+        notice: (outcome == Outcome::Busy).then_some(why),
         alerts,
+        output: String::new(),
     })
 }
 
