@@ -39,6 +39,23 @@ fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
         std::thread::sleep(Duration::from_micros(us));
         let _ = child.kill();
         let _ = child.wait();
+        // A job forked just before the kill holds the lock's descriptor until it execs
+        // (the descriptor is close-on-exec): a moment, longer on a loaded machine. Wait
+        // for that moment, bounded; a lock held past it is the stuck lock this test is for.
+        let lock = h.state().join("jobs/j.lock");
+        wait_until(
+            "the killed run's last process to let go of the lock",
+            Duration::from_secs(10),
+            || {
+                !lock.exists()
+                    || Command::new("flock")
+                        .args(["-n", "-E", "75"])
+                        .arg(&lock)
+                        .arg("true")
+                        .status()
+                        .is_ok_and(|s| s.success())
+            },
+        );
         // The next tick is never refused by a lock its dead predecessor held.
         h.at("baton-run", T0)
             .args(["--lock", "j", "--on-repaired", "ok", "--", "true"])

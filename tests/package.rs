@@ -310,3 +310,78 @@ fn query_mistakes_name_the_fix() {
         .status(2)
         .says("baton-query", &format!("not in the peers file {peers_arg}"));
 }
+
+/// With the kernel host name short and mixed-case (`Upstream`) and the FQDN only in the
+/// resolver (Debian's `127.0.1.1 upstream.example.org upstream` line), Baton defines the
+/// same host-name classes as `cf-promises --show-classes`, and the seed's capitalised
+/// spelling still matches. Runs in a private UTS and mount namespace (root), so neither
+/// the machine's host name nor its /etc/hosts changes.
+#[test]
+fn host_identity_is_cfengines() {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    if !is_root() {
+        println!("skipped: a private host name and /etc/hosts need root (CI runs as root)");
+        return;
+    }
+    if !Path::new("/usr/bin/cf-promises").exists() {
+        println!("skipped: cf-promises is not installed (.ci/run installs cfengine3)");
+        return;
+    }
+    let dir = crate::util::TestDir::new("identity");
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.1.1 upstream.example.org upstream\n",
+    )
+    .unwrap();
+    let policy = dir.join("small.cf");
+    std::fs::write(
+        &policy,
+        "body common control\n{\n  bundlesequence => { \"m\" };\n}\nbundle agent m\n{\n}\n",
+    )
+    .unwrap();
+    let bins = crate::util::bin("baton-classes")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = r#"mount --bind "$1" /etc/hosts && hostname Upstream || exit 3
+cf-promises -f "$2" --show-classes || exit 4
+echo ----
+baton-classes --state-dir "$3" || exit 5
+echo ----
+baton-if --state-dir "$3" 'Upstream.upstream_example_org.Example_Org' && echo matched"#;
+    let mut cmd = std::process::Command::new("unshare");
+    crate::util::without_baton_env(&mut cmd);
+    let out = cmd
+        .args(["-m", "-u", "sh", "-c", script, "sh"])
+        .arg(&hosts)
+        .arg(&policy)
+        .arg(dir.join("state"))
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", bins.display()),
+        )
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let parts: Vec<&str> = stdout.split("----\n").collect();
+    assert_eq!(parts.len(), 3, "{stdout}");
+    let named = |c: &&str| c.contains("upstream") || c.contains("example") || *c == "org";
+    let cfengine: BTreeSet<&str> = parts[0]
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(named)
+        .collect();
+    let baton: BTreeSet<&str> = parts[1].lines().filter(named).collect();
+    assert_eq!(baton, cfengine, "{stdout}");
+    assert_eq!(
+        baton,
+        BTreeSet::from(["upstream", "upstream_example_org", "example_org", "org"])
+    );
+    assert_eq!(parts[2], "matched\n", "{stdout}\n{stderr}");
+}

@@ -9,6 +9,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub struct HostFacts {
     /// The host name, short or fully qualified.
     pub name: String,
+    /// The resolver's fully qualified name for a short system host name (not filled in
+    /// by `gather`: [`resolve_fqdn`]).
+    pub fqdn: Option<String>,
     /// Kernel name in lower case (`linux`).
     pub sysname: String,
     /// Kernel release (`6.1.0-18-amd64`).
@@ -35,6 +38,8 @@ impl HostFacts {
         let sysname = read("/proc/sys/kernel/ostype").trim().to_lowercase();
         HostFacts {
             name: name.to_string(),
+            // Asked only where needed (it may cost a DNS query): see `resolve_fqdn`.
+            fqdn: None,
             sysname: if sysname.is_empty() {
                 std::env::consts::OS.to_string()
             } else {
@@ -59,18 +64,23 @@ impl HostFacts {
     }
 }
 
-/// `any` and the classes of a host name: for `host-2.example.org`, `host_2`,
-/// `host_2_example_org` and `example_org`. Known without reading the system.
+/// `any` and the classes of a host name, in lower case as CFEngine defines them: for
+/// `Host-2.Example.org`, `host_2`, `host_2_example_org`, `example_org` and `org`. Known
+/// without reading the system.
 pub fn name_classes(name: &str) -> Vec<String> {
     let mut out = vec!["any".to_string()];
-    let name = name.trim_end_matches('.');
-    match name.split_once('.') {
-        Some((short, domain)) => {
-            out.push(canonify(short));
-            out.push(canonify(name));
-            out.push(canonify(domain));
+    let name = name.trim_end_matches('.').to_lowercase();
+    if let Some((short, _)) = name.split_once('.') {
+        out.push(canonify(short));
+    }
+    // The name, then each domain it is in: a.b.org, b.org, org.
+    let mut rest = name.as_str();
+    loop {
+        out.push(canonify(rest));
+        match rest.split_once('.') {
+            Some((_, parent)) if !parent.is_empty() => rest = parent,
+            _ => break,
         }
-        None => out.push(canonify(name)),
     }
     out
 }
@@ -78,8 +88,32 @@ pub fn name_classes(name: &str) -> Vec<String> {
 /// The classes CFEngine would define for these facts (plus `any`).
 pub fn host_classes(f: &HostFacts) -> Vec<String> {
     let mut out = name_classes(&f.name);
+    if let Some(fqdn) = &f.fqdn {
+        out.extend(name_classes(fqdn).into_iter().skip(1));
+    }
     out.extend(fact_classes(f));
     out
+}
+
+/// The fully qualified name of this machine when `name` is its short kernel name, as
+/// CFEngine derives `sys.fqhost`: the resolver's canonical name for it (getaddrinfo with
+/// AI_CANONNAME: /etc/hosts, DNS, whatever nsswitch.conf says). `None` for a name that
+/// has a dot already, for another host's name (`--host` playing another host), and when
+/// the resolver knows no longer name.
+pub fn resolve_fqdn(name: &str) -> Option<String> {
+    if name.contains('.') || !name.eq_ignore_ascii_case(&baton_core::cli::system_host_name()) {
+        return None;
+    }
+    let hints = dns_lookup::AddrInfoHints {
+        flags: libc::AI_CANONNAME,
+        ..Default::default()
+    };
+    let canonical = dns_lookup::getaddrinfo(Some(name), None, Some(hints))
+        .ok()?
+        .filter_map(|a| a.ok())
+        .find_map(|a| a.canonname)?;
+    let canonical = canonical.trim_end_matches('.').to_lowercase();
+    (canonical.contains('.') && canonical.len() <= 253).then_some(canonical)
 }
 
 /// The classes of everything but the name: OS, architecture, CPUs, addresses.
@@ -214,6 +248,7 @@ mod tests {
     fn facts(name: &str) -> HostFacts {
         HostFacts {
             name: name.to_string(),
+            fqdn: None,
             sysname: "linux".into(),
             release: "6.1.0-18-amd64".into(),
             arch: "x86_64".into(),
@@ -254,6 +289,31 @@ mod tests {
         ] {
             assert!(c.iter().any(|x| x == want), "missing {want} in {c:?}");
         }
+    }
+
+    #[test]
+    fn names_are_lower_case_with_every_domain() {
+        assert_eq!(
+            name_classes("Upstream.Example.ORG."),
+            [
+                "any",
+                "upstream",
+                "upstream_example_org",
+                "example_org",
+                "org"
+            ]
+        );
+        assert_eq!(name_classes("Host1"), ["any", "host1"]);
+        let with_fqdn = host_classes(&HostFacts {
+            fqdn: Some("upstream.example.org".into()),
+            ..facts("upstream")
+        });
+        for want in ["upstream", "upstream_example_org", "example_org", "org"] {
+            assert!(with_fqdn.iter().any(|x| x == want), "{want}: {with_fqdn:?}");
+        }
+        // Another host's name is never resolved as this machine's.
+        assert_eq!(resolve_fqdn("not-this-machine-b4c9"), None);
+        assert_eq!(resolve_fqdn("has.a.dot"), None);
     }
 
     #[test]

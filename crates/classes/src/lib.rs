@@ -49,10 +49,11 @@ impl ClassSet {
     pub fn hard(host: &str, now: DateTime<Utc>) -> ClassSet {
         let mut set = ClassSet::default();
         set.extend(time::time_classes(now), Source::Time);
-        set.extend(
-            host::host_classes(&host::HostFacts::gather(host)),
-            Source::Host,
-        );
+        let facts = host::HostFacts {
+            fqdn: host::resolve_fqdn(host),
+            ..host::HostFacts::gather(host)
+        };
+        set.extend(host::host_classes(&facts), Source::Host);
         set
     }
 
@@ -100,6 +101,8 @@ pub struct ClassLookup<'a> {
     is_signal: Box<IsSignal<'a>>,
     /// Names already asked of the store, and the answer.
     signals: RefCell<BTreeMap<String, bool>>,
+    /// The classes of the resolver's FQDN for a short system host name.
+    fqdn: OnceCell<Vec<String>>,
     facts: OnceCell<Vec<String>>,
     failure: RefCell<Option<Error>>,
 }
@@ -116,6 +119,7 @@ impl<'a> ClassLookup<'a> {
             host: Some(host.to_string()),
             is_signal,
             signals: RefCell::new(BTreeMap::new()),
+            fqdn: OnceCell::new(),
             facts: OnceCell::new(),
             failure: RefCell::new(None),
         }
@@ -128,6 +132,7 @@ impl<'a> ClassLookup<'a> {
             host: None,
             is_signal: Box::new(|_| Ok(false)),
             signals: RefCell::new(BTreeMap::new()),
+            fqdn: OnceCell::new(),
             facts: OnceCell::new(),
             failure: RefCell::new(None),
         }
@@ -146,6 +151,12 @@ impl<'a> ClassLookup<'a> {
         if let Some(s) = self.known.source(name) {
             return Ok(Some(s));
         }
+        // Host-name classes are lower case, as CFEngine's; the seed writes `Host1`, so they
+        // match whatever the case (CFEngine itself would not match `Host1`).
+        let lower = name.to_lowercase();
+        if self.known.source(&lower) == Some(Source::Host) {
+            return Ok(Some(Source::Host));
+        }
         let Some(host) = &self.host else {
             return Ok(None);
         };
@@ -163,6 +174,14 @@ impl<'a> ClassLookup<'a> {
         }
         if time::is_time_class(name) {
             return Ok(None);
+        }
+        let fqdn = self.fqdn.get_or_init(|| {
+            host::resolve_fqdn(host)
+                .map(|f| host::name_classes(&f))
+                .unwrap_or_default()
+        });
+        if fqdn.contains(&lower) {
+            return Ok(Some(Source::Host));
         }
         let facts = self
             .facts
@@ -231,6 +250,20 @@ mod tests {
                 .message,
             "cannot read"
         );
+    }
+
+    #[test]
+    fn host_names_match_whatever_the_case() {
+        let lookup = ClassLookup::new("Host1.Example.org", at_1647(), Box::new(|_| Ok(false)));
+        let check = |text: &str| lookup.eval(&Expr::parse(text).unwrap()).unwrap();
+        assert!(check("host1.host1_example_org.example_org.org"));
+        assert!(check("Host1.Day24.January.Year2012.Hr16.Min45_50"));
+        assert!(check("HOST1_Example_org"));
+        // Only host names: time classes keep their case, and -D classes are exact.
+        assert!(!check("hr16"));
+        let mut given = ClassLookup::only();
+        given.extend(vec!["a".to_string()], Source::Defined);
+        assert!(!given.eval(&Expr::parse("A").unwrap()).unwrap());
     }
 
     #[test]
