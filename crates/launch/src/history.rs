@@ -4,6 +4,7 @@
 use crate::job::JobPaths;
 use baton_core::fsutil::write_atomic;
 use baton_core::lock::lock_file;
+use baton_core::safefs;
 use baton_core::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ pub const HISTORY_VERSION: u32 = 1;
 /// Past this many records, the oldest are dropped down to [`KEEP_RECORDS`].
 const MAX_RECORDS: usize = 2000;
 const KEEP_RECORDS: usize = 1000;
+/// A history file larger than this is not one Baton wrote (2000 records of a few hundred bytes).
+const MAX_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What became of a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,16 +68,12 @@ pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
     let _lock = lock_file(&paths.history_lock, std::time::Duration::from_secs(10))?;
     let mut line = serde_json::to_vec(record).map_err(|e| Error::new(e.to_string()))?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&paths.history)
-        .map_err(|e| Error::io("open", &paths.history, e))?;
+    let mut file = safefs::open_append(&paths.history)?;
     file.write_all(&line)
         .and_then(|_| file.sync_data())
         .map_err(|e| Error::io("append to", &paths.history, e))?;
     drop(file);
-    let text = std::fs::read_to_string(&paths.history).unwrap_or_default();
+    let text = read_text(&paths.history)?.unwrap_or_default();
     let count = text.lines().count();
     if count > MAX_RECORDS {
         write_atomic(
@@ -141,6 +140,9 @@ fn trimmed(job: &str, text: &str, keep: usize) -> String {
 
 /// The jobs that have a history in `history_dir`, sorted.
 pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
+    if !safefs::check_dir(history_dir)? {
+        return Ok(Vec::new());
+    }
     let mut jobs: Vec<String> = match std::fs::read_dir(history_dir) {
         Ok(d) => d
             .filter_map(|e| e.ok())
@@ -160,11 +162,7 @@ pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
 /// One job's records, oldest first, and its totals: the records' and those trimmed away.
 pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, Totals)> {
     let path = history_dir.join(format!("{job}.jsonl"));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
+    let text = read_text(&path)?.unwrap_or_default();
     let mut totals = Totals::default();
     let mut records = Vec::new();
     for line in text.lines() {
@@ -181,11 +179,18 @@ pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, T
     Ok((records, totals))
 }
 
+/// A history file, bounded, never through a link or from a FIFO ([`safefs`]).
+fn read_text(path: &Path) -> Result<Option<String>> {
+    Ok(safefs::read_bounded(path, MAX_HISTORY_BYTES)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 /// Every record of one job (or of every job in `history_dir`), oldest first. Lines that
 /// are not records (a torn last line after a crash) are skipped.
 pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     let files: Vec<std::path::PathBuf> = match job {
         Some(j) => vec![history_dir.join(format!("{j}.jsonl"))],
+        None if !safefs::check_dir(history_dir)? => Vec::new(),
         None => match std::fs::read_dir(history_dir) {
             Ok(d) => d
                 .filter_map(|e| e.ok())
@@ -198,10 +203,8 @@ pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     };
     let mut records = Vec::new();
     for f in files {
-        let text = match std::fs::read_to_string(&f) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("read", &f, e)),
+        let Some(text) = read_text(&f)? else {
+            continue;
         };
         records.extend(
             text.lines()

@@ -224,11 +224,7 @@ fn attempt(
     now: DateTime<Utc>,
     log_path: &std::path::Path,
 ) -> Result<Ending> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .map_err(|e| Error::io("open log", log_path, e))?;
+    let log = baton_core::safefs::open_append(log_path)?;
     let log_err = log
         .try_clone()
         .map_err(|e| Error::io("open log", log_path, e))?;
