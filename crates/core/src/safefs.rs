@@ -275,11 +275,13 @@ fn own_file(path: &Path, file: File) -> Result<File> {
     }
     let me = euid();
     if meta.uid() != me {
-        return Err(untrusted(
-            path,
-            &meta,
-            &format!("is not {}'s own", user_name(me)),
-        ));
+        return Err(Error::new(format!(
+            "file {} is owned by {}, not by {}: another user could hold it or change it; remove it (rm {}) and check who made it",
+            path.display(),
+            user_name(meta.uid()),
+            user_name(me),
+            path.display()
+        )));
     }
     if meta.mode() & 0o7077 != 0 {
         file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
@@ -303,11 +305,14 @@ fn check_owner(path: &Path, meta: &Metadata, me: u32, what: &str) -> Result<()> 
     if meta.uid() == me || meta.uid() == 0 {
         return Ok(());
     }
+    let trusted = match me {
+        0 => "root".to_string(),
+        _ => format!("{} or root", user_name(me)),
+    };
     Err(Error::new(format!(
-        "{what} {} is owned by {}, not by {} or root: another user could make Baton write, read or kill what it chooses; remove it, or chown {} {} if it is yours",
+        "{what} {} is owned by {}, not by {trusted}: another user could make Baton write, read or kill what it chooses; remove it, or if it is Baton's: chown {} {}",
         path.display(),
         user_name(meta.uid()),
-        user_name(me),
         user_name(me),
         path.display()
     )))
