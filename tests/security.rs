@@ -453,6 +453,7 @@ fn a_reader_reads_a_store_it_may_not_write() {
         .run()
         .status(0);
     // The owner shares its signals read-only (as a baton-serve run as another user needs).
+    chmod(&state, 0o755);
     chmod(&state.join("signals"), 0o755);
     for n in ["soon_gone", "stays"] {
         chmod(&state.join(format!("signals/{n}.json")), 0o644);
