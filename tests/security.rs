@@ -508,3 +508,97 @@ fn a_reader_reads_a_store_it_may_not_write() {
     let _ = child.wait();
     answer.status(0).stdout_is("stays\n");
 }
+
+/// A hostile peer: answers every request with `signals` (a JSON array), whatever it asks.
+fn hostile_peer(signals: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let body = format!(
+        r#"{{"version":1,"host":"evil","now":"2012-01-24T16:45:00Z","signals":{signals}}}"#
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+fn signal(name: &str, run: &str) -> String {
+    serde_json::json!({
+        "name": name, "host": "evil", "run": run,
+        "set_at": "2012-01-24T16:40:00Z", "expires_at": "2012-01-24T16:50:00Z",
+    })
+    .to_string()
+}
+
+#[test]
+fn a_hostile_peer_cannot_inject_classes_or_lines() {
+    let names = ["did x", "did;reboot", "", "did\nevil_class", "did_ok"];
+    let list: Vec<String> = names
+        .iter()
+        .map(|n| signal(n, "r1\nINJECTED \u{1b}[2J"))
+        .collect();
+    let addr = hostile_peer(&format!("[{}]", list.join(",")));
+    let query = || baton("baton-query").args(["--at", T0]);
+    // Only the class name is printed; each other name is reported on stderr, escaped.
+    let run = query().args([&addr, "did.*"]).run().status(0);
+    assert_eq!(run.stdout(), "did_ok\n");
+    let err = run.stderr();
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(
+        err.contains(r"'did\nevil_class', which is not a signal name"),
+        "{err}"
+    );
+    assert!(err.contains("'did;reboot'") && err.contains("''"), "{err}");
+    // What baton-if sees: the injected class never arrives.
+    baton("baton-if")
+        .args(["--stdin", "evil_class"])
+        .stdin(run.stdout())
+        .run()
+        .status(1);
+    // Every --format field is escaped: the peer's run cannot split the line.
+    query()
+        .args(["--format", "{name} {run}", &addr, "did.*"])
+        .run()
+        .status(0)
+        .stdout_is("did_ok r1\\nINJECTED \\u{1b}[2J\n");
+}
+
+#[test]
+fn host_prefixes_tell_web_from_web_1() {
+    let t = TestDir::new("sec-prefix");
+    let web = hostile_peer(&format!("[{}]", signal("1_did_my_job", "r")));
+    let web_1 = hostile_peer(&format!("[{}]", signal("did_my_job", "r")));
+    let peers = t.join("peers");
+    fs::write(&peers, format!("web {web}\nweb-1 {web_1}\nweb.1 {web_1}\n")).unwrap();
+    let query = || {
+        baton("baton-query")
+            .args(["--at", T0, "--prefix", "{host}", "--peers"])
+            .arg(&peers)
+    };
+    query()
+        .args(["web", "web-1", ".*"])
+        .run()
+        .status(0)
+        .stdout_is("_5_web_1_did_my_job\nweb_1_did_my_job\n");
+    query()
+        .args(["web-1", "web.1", ".*"])
+        .run()
+        .error("baton-query", "name them apart");
+}
