@@ -115,7 +115,7 @@ fn a_baton_host_follows_a_cfengine_hosts_persistent_class() {
         .args(["--prefix", "{host}", &server.url(), "did_.*"])
         .run()
         .status(0)
-        .stdout_is("127_0_0_61_did_my_job\n");
+        .stdout_is("_10_127_0_0_61_did_my_job\n");
     let json = query(&client)
         .args(["--json", &server.url(), "did_.*"])
         .run()

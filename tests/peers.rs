@@ -121,7 +121,10 @@ fn fan_in_over_three_hosts_with_host_prefixes_and_k_of_n() {
         .arg("did.*")
         .run()
         .status(0);
-    assert_eq!(run.stdout(), "127_0_0_2_did_my_job\n127_0_0_3_did_my_job\n");
+    assert_eq!(
+        run.stdout(),
+        "_9_127_0_0_2_did_my_job\n_9_127_0_0_3_did_my_job\n"
+    );
     // All three (AND) is not yet true; two of three is.
     query()
         .args(["--min", "3"])
@@ -379,7 +382,7 @@ fn a_down_or_silent_host_costs_only_the_timeout() {
     let run = ask("2").status(2);
     assert_eq!(
         run.stdout(),
-        "127_0_0_2_did_my_job\n",
+        "_9_127_0_0_2_did_my_job\n",
         "the live host still answers"
     );
     let err = run.stderr();

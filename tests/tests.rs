@@ -11,6 +11,7 @@ mod monitoring;
 mod package;
 mod peers;
 mod run_cli;
+mod security;
 mod serve_bounds;
 mod signal_cli;
 mod time;

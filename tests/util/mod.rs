@@ -97,6 +97,11 @@ pub struct Cmd {
 }
 
 impl Cmd {
+    /// Any command, run with the same bounds and assertions as a Baton binary.
+    pub fn of(cmd: Command) -> Cmd {
+        Cmd { cmd, stdin: None }
+    }
+
     pub fn args<I, S>(mut self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,

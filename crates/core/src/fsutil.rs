@@ -2,7 +2,7 @@
 //! after `kill -9` or a power cut.
 
 use crate::error::{Error, Result};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +15,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .ok_or_else(|| Error::new(format!("{} has no parent directory", path.display())))?;
     let tmp = dir.join(temp_name(path));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
+        // 0600, never through a symbolic link: the replacement is private whatever the umask.
+        let mut file = crate::safefs::create_new(&tmp)?;
         file.write_all(bytes)
             .map_err(|e| Error::io("write", &tmp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;

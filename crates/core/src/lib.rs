@@ -10,6 +10,7 @@ pub mod error;
 pub mod fsutil;
 pub mod lock;
 pub mod name;
+pub mod safefs;
 pub mod tz;
 
 pub use clock::Clock;

@@ -2,7 +2,7 @@
 //! holder dies, so a crash never leaves anything locked.
 
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,11 +40,8 @@ pub fn try_lock_file(path: &Path) -> Result<Option<File>> {
     }
 }
 
+/// Lock files are 0600 and this user's own ([`crate::safefs::open_lock`]): no other user
+/// can open one to take the lock.
 fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open lock file", path, e))
+    crate::safefs::open_lock(path)
 }

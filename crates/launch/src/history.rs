@@ -4,6 +4,7 @@
 use crate::job::JobPaths;
 use baton_core::fsutil::write_atomic;
 use baton_core::lock::lock_file;
+use baton_core::safefs;
 use baton_core::{Error, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ pub const HISTORY_VERSION: u32 = 1;
 /// Past this many records, the oldest are dropped down to [`KEEP_RECORDS`].
 const MAX_RECORDS: usize = 2000;
 const KEEP_RECORDS: usize = 1000;
+/// A history file larger than this is not one Baton wrote (2000 records of a few hundred bytes).
+const MAX_HISTORY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What became of a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,20 +73,19 @@ pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
     let _lock = lock_file(&paths.history_lock, std::time::Duration::from_secs(10))?;
     let mut line = serde_json::to_vec(record).map_err(|e| Error::new(e.to_string()))?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(&paths.history)
-        .map_err(|e| Error::io("open", &paths.history, e))?;
+    let mut file = safefs::open_append(&paths.history)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("read", &paths.history, e))?
         .len();
     if len > 0 {
+        // A torn last line (a full disk, a crash) is ended, so it costs only itself.
         let mut last = [0u8; 1];
-        file.seek(SeekFrom::Start(len - 1))
-            .and_then(|_| file.read_exact(&mut last))
+        let mut reader = safefs::open_read(&paths.history)?
+            .ok_or_else(|| Error::new(format!("{} vanished", paths.history.display())))?;
+        reader
+            .seek(SeekFrom::Start(len - 1))
+            .and_then(|_| reader.read_exact(&mut last))
             .map_err(|e| Error::io("read", &paths.history, e))?;
         if last[0] != b'\n' {
             line.insert(0, b'\n');
@@ -93,9 +95,7 @@ pub fn append(paths: &JobPaths, record: &Record) -> Result<()> {
         .and_then(|_| file.sync_data())
         .map_err(|e| Error::io("append to", &paths.history, e))?;
     drop(file);
-    let bytes = std::fs::read(&paths.history).unwrap_or_default();
-    // Lossy: a torn line that is not UTF-8 costs only itself.
-    let text = String::from_utf8_lossy(&bytes);
+    let text = read_text(&paths.history)?.unwrap_or_default();
     let count = text.lines().count();
     if count > MAX_RECORDS {
         write_atomic(
@@ -162,6 +162,9 @@ fn trimmed(job: &str, text: &str, keep: usize) -> String {
 
 /// The jobs that have a history in `history_dir`, sorted.
 pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
+    if !safefs::check_dir(history_dir)? {
+        return Ok(Vec::new());
+    }
     let mut jobs: Vec<String> = match std::fs::read_dir(history_dir) {
         Ok(d) => d
             .filter_map(|e| e.ok())
@@ -181,12 +184,7 @@ pub fn jobs(history_dir: &Path) -> Result<Vec<String>> {
 /// One job's records, oldest first, and its totals: the records' and those trimmed away.
 pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, Totals)> {
     let path = history_dir.join(format!("{job}.jsonl"));
-    let text = match std::fs::read(&path) {
-        // Lossy: a torn line that is not UTF-8 costs only itself.
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
+    let text = read_text(&path)?.unwrap_or_default();
     let mut totals = Totals::default();
     let mut records = Vec::new();
     for line in text.lines() {
@@ -234,11 +232,18 @@ fn derived_prefix(job: &str) -> Option<&str> {
     (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(prefix)
 }
 
+/// A history file, bounded, never through a link or from a FIFO ([`safefs`]).
+fn read_text(path: &Path) -> Result<Option<String>> {
+    Ok(safefs::read_bounded(path, MAX_HISTORY_BYTES)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 /// Every record of one job (or of every job in `history_dir`), oldest first. Lines that
 /// are not records (a torn line after a crash or a full disk) are skipped.
 pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     let files: Vec<std::path::PathBuf> = match job {
         Some(j) => vec![history_dir.join(format!("{j}.jsonl"))],
+        None if !safefs::check_dir(history_dir)? => Vec::new(),
         None => match std::fs::read_dir(history_dir) {
             Ok(d) => d
                 .filter_map(|e| e.ok())
@@ -251,10 +256,8 @@ pub fn read(history_dir: &Path, job: Option<&str>) -> Result<Vec<Record>> {
     };
     let mut records = Vec::new();
     for f in files {
-        let bytes = match std::fs::read(&f) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("read", &f, e)),
+        let Some(bytes) = safefs::read_bounded(&f, MAX_HISTORY_BYTES)? else {
+            continue;
         };
         // A torn line (cut short, or zeros after a crash) is skipped, not fatal.
         records.extend(

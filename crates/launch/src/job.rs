@@ -3,7 +3,8 @@
 
 use crate::process::ProcId;
 use baton_core::clock::{format_time, stepped};
-use baton_core::fsutil::{ensure_dir, write_atomic};
+use baton_core::fsutil::write_atomic;
+use baton_core::safefs;
 use baton_core::{name, Error, Result};
 use chrono::{DateTime, Utc};
 use rustix::fs::{fcntl_lock, FlockOperation};
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub const STATE_VERSION: u32 = 1;
 /// Job names become file names.
 pub const MAX_JOB_NAME: usize = 100;
+/// A job state larger than this is not one Baton wrote.
+const MAX_STATE_BYTES: u64 = 64 * 1024;
 
 /// Where a job's files live.
 #[derive(Debug, Clone)]
@@ -44,13 +47,21 @@ impl JobPaths {
         }
     }
 
+    /// Check the state dir (this user's own, writable by no one else) and make `jobs/`,
+    /// `history/`, `logs/` and `logs/JOB` private directories in it ([`safefs`]).
     pub fn create_dirs(&self) -> Result<()> {
-        for p in [&self.lock, &self.history] {
-            if let Some(dir) = p.parent() {
-                ensure_dir(dir)?;
-            }
+        let parent = |p: &Path| p.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let jobs = parent(&self.lock);
+        safefs::ensure_state_dir(&parent(&jobs))?;
+        for dir in [
+            jobs,
+            parent(&self.history),
+            parent(&self.logs),
+            self.logs.clone(),
+        ] {
+            safefs::private_dir(&dir)?;
         }
-        ensure_dir(&self.logs)
+        Ok(())
     }
 }
 
@@ -180,8 +191,8 @@ impl JobState {
     /// Read the job's state; absent means never run. A damaged record is an error: the
     /// runner must not guess whether a job already ran.
     pub fn load(paths: &JobPaths) -> Result<JobState> {
-        match std::fs::read(&paths.state) {
-            Ok(bytes) => {
+        match safefs::read_bounded(&paths.state, MAX_STATE_BYTES) {
+            Ok(Some(bytes)) => {
                 let state: JobState = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::new(format!(
                         "damaged job state {}: {e} (remove it to start afresh)",
@@ -190,12 +201,12 @@ impl JobState {
                 })?;
                 Ok(state)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(JobState {
+            Ok(None) => Ok(JobState {
                 version: STATE_VERSION,
                 job: paths.name.clone(),
                 ..JobState::default()
             }),
-            Err(e) => Err(Error::io("read", &paths.state, e)),
+            Err(e) => Err(e),
         }
     }
 

@@ -176,11 +176,13 @@ pub struct Answer {
     pub status: ExitStatus,
     /// `cannot ask HOST: why`, one per host that could not be asked.
     pub failures: Vec<String>,
+    /// What a peer sent that was not a signal name, escaped (ignored).
+    pub warnings: Vec<String>,
 }
 
 /// Ask as `cli` says, printing nothing.
 pub fn answer(cli: &QueryCli) -> Result<Answer> {
-    let (found, hosts_matched, failures) = gather(cli)?;
+    let (found, hosts_matched, failures, warnings) = gather(cli)?;
     let mut classes: Vec<String> = found.into_iter().map(|f| f.class).collect();
     classes.sort_unstable();
     classes.dedup();
@@ -188,13 +190,17 @@ pub fn answer(cli: &QueryCli) -> Result<Answer> {
         classes,
         status: verdict(hosts_matched, failures.len(), cli.min),
         failures,
+        warnings,
     })
 }
 
 fn run(cli: QueryCli) -> Result<ExitStatus> {
-    let (found, hosts_matched, failures) = gather(&cli)?;
+    let (found, hosts_matched, failures, warnings) = gather(&cli)?;
     print(&cli, &found)?;
     let mut err = std::io::stderr().lock();
+    for w in &warnings {
+        let _ = writeln!(err, "baton-query: {w}");
+    }
     for f in &failures {
         let _ = writeln!(err, "baton-query: {f}");
     }
@@ -203,7 +209,9 @@ fn run(cli: QueryCli) -> Result<ExitStatus> {
 
 /// Ask every host (again, with --wait) until enough matched or the wait is over: the
 /// matches, how many hosts matched, and why each failed host could not be asked.
-fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
+/// Also what peers sent that was not a signal name.
+#[allow(clippy::type_complexity)]
+fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>, Vec<String>)> {
     let (hosts, pattern) = (&cli.hosts, &cli.regex);
     // The server matches too; checking here as well keeps a wrong server honest.
     let matcher = name::whole_name_regex(pattern)?;
@@ -240,6 +248,9 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
     if let Some(p) = &cli.prefix {
         let probe = p.replace("{host}", "h");
         name::validate(&probe).map_err(|e| e.context("--prefix"))?;
+        if p.contains("{host}") {
+            check_hosts(&targets.iter().map(|t| &t.target).collect::<Vec<_>>())?;
+        }
     }
     if cli.min == 0 || cli.min > targets.len() {
         return Err(Error::new(format!(
@@ -290,8 +301,9 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
         .map(|w| Deadline::after(&clock, w.std()))
         .transpose()?;
     let mut pause = cli.interval.std();
-    let (found, hosts_matched, failures) = loop {
+    let (found, hosts_matched, failures, warnings) = loop {
         let now = clock.now()?;
+        let mut warnings = Vec::new();
         let answers = ask_each(&targets, |t| match (&cf, &etcd) {
             (Some(cf), _) if t.cfengine => ask_cfengine(cf, &t.target, pattern, now),
             (_, Some(store)) => ask_store(store.as_ref(), &t.target, now, &clock),
@@ -306,6 +318,18 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
                 Ok(reply) => {
                     let before = found.len();
                     for signal in reply.signals {
+                        // A peer's answer is untrusted input: a name that is not a class
+                        // name (a space, a `;`, a newline that would inject a class into
+                        // `baton-if --stdin`) is reported, never printed.
+                        if baton_store::store::validate_signal_name(&signal.name).is_err() {
+                            let label = asked.label(etcd.is_some());
+                            warnings.push(format!(
+                                "{label} sent '{}', which is not a signal name (letters, digits and _, 1 to {} characters): ignored",
+                                printable(&signal.name),
+                                baton_store::store::MAX_SIGNAL_NAME
+                            ));
+                            continue;
+                        }
                         if fresh(&signal, reply.now, cli.newer_than, since)
                             && matcher.is_match(&signal.name)
                         {
@@ -351,10 +375,10 @@ fn gather(cli: &QueryCli) -> Result<(Vec<Found>, usize, Vec<String>)> {
                     pause = (pause * 2).min(cli.interval.std() * 4);
                 }
             }
-            _ => break (found, hosts_matched, failures),
+            _ => break (found, hosts_matched, failures, warnings),
         }
     };
-    Ok((found, hosts_matched, failures))
+    Ok((found, hosts_matched, failures, warnings))
 }
 
 /// A host's live signals straight from a shared store, as a peer's answer would carry
@@ -440,9 +464,56 @@ fn fresh(
 /// CFEngine joins prefix and name with `_`.
 fn class_of(prefix: &Option<String>, target: &Target, name: &str) -> String {
     match prefix {
-        Some(p) => format!("{}_{name}", p.replace("{host}", &target.class_name())),
+        Some(p) => format!("{}_{name}", p.replace("{host}", &host_part(target))),
         None => name.to_string(),
     }
+}
+
+/// What `{host}` stands for in `--prefix`, so that no two (host, name) pairs make the same
+/// class: a host named by letters and digits only is itself (`Host2` gives
+/// `Host2_did_my_job`: the first `_` ends it); any other host is `_`, the length of its
+/// canonified name, `_`, and that name (`web-1` gives `_5_web_1_did_my_job`, which host
+/// `web` serving `1_did_my_job` cannot make: its class starts with a letter). Hosts whose
+/// canonified names are equal (`web-1`, `web.1`) are refused together ([`check_hosts`]).
+fn host_part(target: &Target) -> String {
+    let canon = target.class_name();
+    if canon.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        canon
+    } else {
+        format!("_{}_{canon}", canon.len())
+    }
+}
+
+/// With `{host}` in the prefix, two hosts asked together must not share a `{host}`.
+fn check_hosts(targets: &[&Target]) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    for t in targets {
+        let as_given = t.name.clone().unwrap_or_else(|| t.host.clone());
+        match seen.insert(host_part(t), as_given.clone()) {
+            Some(other) if other != as_given => {
+                return Err(Error::new(format!(
+                    "--prefix '{{host}}': hosts '{other}' and '{as_given}' would make the same classes ({}): name them apart in a peers file (--peers)",
+                    host_part(t)
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `text` safe for a terminal and for one line of output: a backslash, a control
+/// character or any character beyond printable ASCII is written as a Rust escape
+/// (`\\`, `\n`, `\u{1b}`), so a peer's `{run}` cannot split a line or drive the terminal.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            ' '..='~' if c != '\\' => out.push(c),
+            _ => out.extend(c.escape_default()),
+        }
+    }
+    out
 }
 
 fn print(cli: &QueryCli, found: &[Found]) -> Result<()> {
@@ -465,13 +536,14 @@ fn print(cli: &QueryCli, found: &[Found]) -> Result<()> {
         writeln!(out, "{}", serde_json::Value::Array(items)).map_err(stdout_error)?;
     } else if let Some(template) = &cli.format {
         for f in found {
+            // Every field is escaped: the peer chose `{run}`, and may hold anything.
             let line = template
-                .replace("{class}", &f.class)
-                .replace("{name}", &f.signal.name)
-                .replace("{host}", &f.target.label())
+                .replace("{class}", &printable(&f.class))
+                .replace("{name}", &printable(&f.signal.name))
+                .replace("{host}", &printable(&f.target.label()))
                 .replace("{set_at}", &format_time(f.signal.set_at))
                 .replace("{expires_at}", &format_time(f.signal.expires_at))
-                .replace("{run}", f.signal.run.as_deref().unwrap_or(""));
+                .replace("{run}", &printable(f.signal.run.as_deref().unwrap_or("")));
             writeln!(out, "{line}").map_err(stdout_error)?;
         }
     } else {
@@ -518,8 +590,41 @@ mod tests {
         );
         assert_eq!(
             class_of(&Some("{host}".into()), &t, "did"),
-            "host_1_example_did"
+            "_14_host_1_example_did"
         );
         assert_eq!(class_of(&None, &t, "did"), "did");
+        let named = Target::parse("Host2:7401", false).unwrap();
+        assert_eq!(
+            class_of(&Some("{host}".into()), &named, "did_my_job"),
+            "Host2_did_my_job",
+            "a host of letters and digits stands for itself"
+        );
+    }
+
+    /// Host `web` serving `1_did_my_job` must not pass for host `web-1`'s `did_my_job`.
+    #[test]
+    fn host_prefixes_are_unambiguous() {
+        let host = |h: &str| Target::parse(&format!("{h}:7401"), false).unwrap();
+        let p = Some("{host}".to_string());
+        let web = class_of(&p, &host("web"), "1_did_my_job");
+        let web_1 = class_of(&p, &host("web-1"), "did_my_job");
+        assert_eq!(web, "web_1_did_my_job");
+        assert_eq!(web_1, "_5_web_1_did_my_job");
+        assert_ne!(web, web_1);
+        let (a, b) = (host("web-1"), host("web.1"));
+        assert!(check_hosts(&[&a, &b])
+            .unwrap_err()
+            .message
+            .contains("name them apart"));
+        assert!(check_hosts(&[&a, &host("web"), &a]).is_ok());
+    }
+
+    #[test]
+    fn format_fields_are_escaped() {
+        assert_eq!(printable("20120124T164500Z-42"), "20120124T164500Z-42");
+        assert_eq!(
+            printable("a\nb\\c\u{1b}[2J\u{202e}"),
+            "a\\nb\\\\c\\u{1b}[2J\\u{202e}"
+        );
     }
 }

@@ -8,9 +8,11 @@
 //! ```
 //!
 //! PATTERN is a regex for the whole signal name. A PEER is an IP address, a CIDR block, a
-//! host name (resolved when the file is loaded), `key:ID` (a request signed with key ID)
+//! host name (resolved when the file is loaded), `key:ID` (a client with the identity ID)
 //! or `*` (anyone). A peer sees a signal when an `allow` rule admits both, and no `deny`
-//! rule does: default deny, and an explicit deny wins.
+//! rule does: default deny, and an explicit deny wins. A `deny` rule's `key:ID` also
+//! denies a client that proved no identity: it may be ID, so not presenting one never
+//! dodges a deny.
 
 use baton_core::{name, Error, Result};
 use regex::Regex;
@@ -42,6 +44,15 @@ impl Selector {
             Selector::Host(_, addrs) => addrs.contains(&canonical(peer.addr)),
         }
     }
+
+    /// Whether a `deny` rule with this selector applies: as [`Selector::admits`], except
+    /// that `key:ID` also matches a peer that proved no identity (it may be ID).
+    fn may_be(&self, peer: &Peer) -> bool {
+        match self {
+            Selector::Key(_) if peer.key.is_none() => true,
+            _ => self.admits(peer),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +65,10 @@ struct Rule {
 impl Rule {
     fn admits_peer(&self, peer: &Peer) -> bool {
         self.peers.iter().any(|s| s.admits(peer))
+    }
+
+    fn denies_peer(&self, peer: &Peer) -> bool {
+        self.peers.iter().any(|s| s.may_be(peer))
     }
 }
 
@@ -122,12 +137,15 @@ impl Rules {
 
     /// Whether this peer may see the signal `name`.
     pub fn may_see(&self, peer: &Peer, name: &str) -> bool {
-        let matching = |allow: bool| {
-            self.rules
-                .iter()
-                .any(|r| r.allow == allow && r.admits_peer(peer) && r.pattern.is_match(name))
-        };
-        matching(true) && !matching(false)
+        let allowed = self
+            .rules
+            .iter()
+            .any(|r| r.allow && r.admits_peer(peer) && r.pattern.is_match(name));
+        let denied = self
+            .rules
+            .iter()
+            .any(|r| !r.allow && r.denies_peer(peer) && r.pattern.is_match(name));
+        allowed && !denied
     }
 
     pub fn len(&self) -> usize {
@@ -279,6 +297,17 @@ mod tests {
         assert!(r.may_see(&peer("8.8.8.8", Some("host4")), "k1"));
         assert!(!r.may_see(&peer("8.8.8.8", Some("host5")), "k1"));
         assert!(!r.admits_peer(&peer("8.8.8.8", None)));
+    }
+
+    #[test]
+    fn a_key_deny_is_not_dodged_by_not_signing() {
+        let r = rules("allow did.* 10.0.0.0/8\ndeny did_secret key:host4\n");
+        // host4 at an admitted address, signing or not, never sees what is denied to it.
+        assert!(!r.may_see(&peer("10.0.0.4", Some("host4")), "did_secret"));
+        assert!(!r.may_see(&peer("10.0.0.4", None), "did_secret"));
+        // Another signed peer still sees it; everyone still sees the rest.
+        assert!(r.may_see(&peer("10.0.0.5", Some("host5")), "did_secret"));
+        assert!(r.may_see(&peer("10.0.0.4", None), "did_other"));
     }
 
     #[test]

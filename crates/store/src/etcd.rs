@@ -46,9 +46,10 @@ impl std::fmt::Debug for Etcd {
 impl Etcd {
     /// Parse `etcd://...` or `etcds://...`.
     pub fn open(url: &str, timeout: std::time::Duration) -> Result<Etcd> {
+        let shown = redact(url);
         let bad = |why: &str| {
             Error::new(format!(
-                "invalid store '{url}': {why} (use etcd://HOST:PORT[,HOST:PORT...])"
+                "invalid store '{shown}': {why} (use etcd://HOST:PORT[,HOST:PORT...])"
             ))
         };
         let (tls, rest) = if let Some(r) = url.strip_prefix("etcds://") {
@@ -616,6 +617,22 @@ pub fn unb64(text: &str) -> Option<Vec<u8>> {
     BASE64_STANDARD.decode(text).ok()
 }
 
+/// `url` with its password replaced by `***`, for messages.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let Some((credentials, hosts)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let user = match credentials.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => "***".to_string(),
+    };
+    match scheme {
+        "" => format!("{user}@{hosts}"),
+        _ => format!("{scheme}://{user}@{hosts}"),
+    }
+}
+
 /// TLS for `etcds://`: the CA in BATON_ETCD_CA, else the system's trusted roots
 /// (`/etc/ssl/certs`, as curl and etcdctl use), and the client certificate and key in
 /// BATON_ETCD_CERT and BATON_ETCD_KEY if given.
@@ -719,6 +736,15 @@ mod tests {
             "etcd://h h:1",
         ] {
             assert!(Etcd::open(bad, t).is_err(), "{bad}");
+        }
+        // The password is never shown, whatever is wrong with the rest.
+        for (url, shown) in [
+            ("etcd://u:s3cret@h", "'etcd://u:***@h'"),
+            ("etcds://s3cret@h:1", "'etcds://***@h:1'"),
+            ("etcd://u:s3cret@h h:1", "'etcd://u:***@h h:1'"),
+        ] {
+            let e = Etcd::open(url, t).unwrap_err().message;
+            assert!(e.contains(shown) && !e.contains("s3cret"), "{e}");
         }
     }
 }

@@ -4,10 +4,16 @@
 //! the removal of expired records) take `signals/.lock`, so a read-modify-write such as
 //! `preserve` never races, and any temporary file found while holding the lock is the
 //! leftover of a killed writer: the next reader that sees one removes it under the lock.
+//!
+//! Nothing in the state dir is trusted blindly ([`baton_core::safefs`]): the state dir
+//! must be this user's or root's and writable by no one else, records are opened without
+//! following links or blocking, and only the state dir's owner locks, writes or cleans
+//! up; another user who may read it (a `baton-serve` run as that user) only reads.
 
 use crate::backend::SignalStore;
-use baton_core::fsutil::{ensure_dir, sync_dir, write_atomic, TEMP_PREFIX};
+use baton_core::fsutil::{sync_dir, write_atomic, TEMP_PREFIX};
 use baton_core::lock::lock_file;
+use baton_core::safefs::{self, Trust};
 use baton_core::{name, Duration, Error, Result};
 use chrono::{DateTime, Utc};
 use regex::Regex;
@@ -23,6 +29,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 pub const MAX_SIGNAL_NAME: usize = 200;
 /// A record larger than this is not one Baton wrote.
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
+/// Nor a once-per ledger larger than this (32 keys).
+const MAX_LEDGER_BYTES: u64 = 1024 * 1024;
 /// How long a writer waits for another writer before giving up.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -95,6 +103,9 @@ pub struct Listing {
 /// This host's signal store in a state dir.
 #[derive(Debug)]
 pub struct FileStore {
+    state_dir: PathBuf,
+    /// The state dir's check, made once: `None` while it does not exist.
+    trust: std::sync::OnceLock<Result<Trust>>,
     dir: PathBuf,
     once_per_dir: PathBuf,
     host: String,
@@ -145,6 +156,8 @@ fn matches(pattern: Option<&Regex>, name: &str) -> bool {
 impl FileStore {
     pub fn new(state_dir: &Path, host: &str) -> FileStore {
         FileStore {
+            state_dir: state_dir.to_path_buf(),
+            trust: std::sync::OnceLock::new(),
             dir: state_dir.join("signals"),
             once_per_dir: state_dir.join("once-per"),
             host: host.to_string(),
@@ -166,8 +179,35 @@ impl FileStore {
         self.dir.join(format!("{name}.json"))
     }
 
+    /// The state dir checked for reading: `None` if it does not exist yet (no signals).
+    fn trust(&self) -> Result<Option<Trust>> {
+        if let Some(t) = self.trust.get() {
+            return t.clone().map(Some);
+        }
+        match safefs::check_state_dir(&self.state_dir)? {
+            Some(t) => self.trust.get_or_init(|| Ok(t)).clone().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The signals directory, checked, when it exists: where readers read.
+    fn readable(&self) -> Result<Option<Trust>> {
+        match self.trust()? {
+            Some(t) if safefs::check_dir(&self.dir)? => Ok(Some(t)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Make `dir` (signals/ or once-per/) ready to write: the state dir is this user's
+    /// own, and `dir` a private directory in it.
+    fn writable(&self, dir: &Path) -> Result<()> {
+        let trust = safefs::ensure_state_dir(&self.state_dir)?;
+        let _ = self.trust.set(Ok(trust));
+        safefs::private_dir(dir)
+    }
+
     fn lock(&self) -> Result<fs::File> {
-        ensure_dir(&self.dir)?;
+        self.writable(&self.dir)?;
         lock_file(&self.dir.join(".lock"), LOCK_WAIT)
     }
 
@@ -200,7 +240,7 @@ impl FileStore {
     /// Remove `name`. Returns whether a live signal was there.
     pub fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
         validate_signal_name(name)?;
-        if !self.dir.exists() {
+        if self.readable()?.is_none() {
             return Ok(false);
         }
         let _lock = self.lock()?;
@@ -217,6 +257,9 @@ impl FileStore {
     /// One signal, if it is live at `now`.
     pub fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
         validate_signal_name(name)?;
+        if self.readable()?.is_none() {
+            return Ok(None);
+        }
         Ok(read_record(&self.record_path(name))
             .map_err(Error::new)?
             .filter(|s| s.is_live(now)))
@@ -226,6 +269,9 @@ impl FileStore {
     /// plain name is one record read; otherwise only the records whose file names match
     /// are read. Expired records are removed on the way.
     pub fn live(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
+        if self.readable()?.is_none() {
+            return Ok(Listing::default());
+        }
         if let Some(index) = &self.index {
             return index.live(self, now, pattern);
         }
@@ -246,6 +292,9 @@ impl FileStore {
     /// Read the directory: the live records whose names `pattern` matches.
     fn scan(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
         let mut listing = Listing::default();
+        let Some(trust) = self.readable()? else {
+            return Ok(listing);
+        };
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
@@ -273,7 +322,8 @@ impl FileStore {
                 Err(why) => listing.problems.push(why),
             }
         }
-        if !expired.is_empty() || !orphans.is_empty() {
+        // Only the owner cleans up: a reader cannot lock, and must not try.
+        if trust.writer && (!expired.is_empty() || !orphans.is_empty()) {
             self.remove_leftovers(&expired, &orphans, now)?;
         }
         listing.signals.sort_by(|a, b| a.name.cmp(&b.name));
@@ -309,14 +359,17 @@ impl FileStore {
         Ok(self.once_per_dir.join(format!("{job}.json")))
     }
 
-    fn once_per_keys(path: &Path) -> Result<Vec<String>> {
-        match fs::read(path) {
-            Ok(bytes) => Ok(serde_json::from_slice::<OncePerLedger>(&bytes)
-                .map(|l| l.keys)
-                .unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io("read", path, e)),
+    fn once_per_keys(&self, path: &Path) -> Result<Vec<String>> {
+        if self.trust()?.is_none() || !safefs::check_dir(&self.once_per_dir)? {
+            return Ok(Vec::new());
         }
+        Ok(safefs::read_bounded(path, MAX_LEDGER_BYTES)?
+            .map(|bytes| {
+                serde_json::from_slice::<OncePerLedger>(&bytes)
+                    .map(|l| l.keys)
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default())
     }
 }
 
@@ -360,14 +413,14 @@ impl SignalStore for FileStore {
 
     fn once_per_seen(&self, job: &str, key: &str) -> Result<bool> {
         let path = self.once_per_path(job)?;
-        Ok(FileStore::once_per_keys(&path)?.iter().any(|k| k == key))
+        Ok(self.once_per_keys(&path)?.iter().any(|k| k == key))
     }
 
     fn once_per_remember(&self, job: &str, key: &str) -> Result<()> {
         let path = self.once_per_path(job)?;
-        ensure_dir(&self.once_per_dir)?;
+        self.writable(&self.once_per_dir)?;
         let _lock = lock_file(&self.once_per_dir.join(".lock"), LOCK_WAIT)?;
-        let mut keys = FileStore::once_per_keys(&path)?;
+        let mut keys = self.once_per_keys(&path)?;
         keys.retain(|k| k != key);
         keys.push(key.to_string());
         let excess = keys.len().saturating_sub(ONCE_PER_MEMORY);
@@ -515,24 +568,12 @@ fn select(
 
 /// Read one record: `Ok(None)` if absent, `Err(why)` if it is not a record Baton wrote.
 fn read_record(path: &Path) -> std::result::Result<Option<Signal>, String> {
-    let bytes = match fs::File::open(path) {
-        Ok(file) => {
-            let mut bytes = Vec::new();
-            use std::io::Read;
-            file.take(MAX_RECORD_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            bytes
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    // Never through a link, never blocking on a FIFO, only a regular file of ours or root's.
+    let bytes = match safefs::read_bounded(path, MAX_RECORD_BYTES) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(format!("skipping {}", e.message)),
     };
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return Err(format!(
-            "skipping {}: larger than a signal record",
-            path.display()
-        ));
-    }
     let signal: Signal = serde_json::from_slice(&bytes)
         .map_err(|e| format!("skipping unreadable record {}: {e}", path.display()))?;
     if signal.version != RECORD_VERSION {
