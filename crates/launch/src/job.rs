@@ -139,12 +139,8 @@ impl Running {
 /// file must not be opened a second time in this process while locked (closing any
 /// descriptor of it drops a POSIX lock).
 pub fn try_lock(path: &Path) -> Result<Option<File>> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("open lock file", path, e))?;
+    // Never through a link, never another user's file (core::safefs).
+    let file = safefs::open_lock(path)?;
     match fcntl_lock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
         Err(e) if e == Errno::AGAIN || e == Errno::ACCESS => Ok(None),

@@ -46,10 +46,9 @@ pub struct Capture {
 impl Capture {
     /// Create the run's log, bounded to `limit` bytes (half head, half tail).
     pub fn create(path: &Path, limit: u64) -> std::io::Result<Capture> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        // Never through a link, never another user's file (core::safefs).
+        let log =
+            baton_core::safefs::open_append(path).map_err(|e| std::io::Error::other(e.message))?;
         Ok(Capture {
             path: path.to_path_buf(),
             log,
