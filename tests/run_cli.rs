@@ -803,7 +803,8 @@ fn disk_full_mid_job_still_times_out_ends_the_job_and_says_what_was_lost() {
     std::fs::create_dir_all(&state).unwrap();
     // A 1 MiB tmpfs as the state dir (mounting needs root; CI runs as root).
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        // mode=0700: a state dir others may write is refused (core::safefs).
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
         .arg(&state)
         .status()
         .is_ok_and(|s| s.success());
