@@ -148,7 +148,7 @@ fn out_of_descriptors_the_server_answers_503_without_spinning_and_recovers() {
     let pid = s.child.id();
     assert!(get(&s.addr, "/v1/health", None).starts_with("HTTP/1.1 200"));
     // Another peer takes every descriptor the server has, and more.
-    let idle: Vec<std::net::TcpStream> = (0..80)
+    let mut idle: Vec<std::net::TcpStream> = (0..80)
         .map(|_| connect_from("127.0.0.9", &s.addr).unwrap())
         .collect();
     wait_until(
@@ -160,8 +160,17 @@ fn out_of_descriptors_the_server_answers_503_without_spinning_and_recovers() {
     // server uses a small part of one CPU.
     let before = cpu_ticks(pid);
     let window = Instant::now();
+    let mut freed = 0;
     for _ in 0..30 {
         let answer = get(&s.addr, "/v1/health", None);
+        if answer.starts_with("HTTP/1.1 200") && freed < 5 {
+            // A connection the server closed late (an earlier request's, on a loaded
+            // machine) gave a descriptor back: serving then is right. The other peer
+            // takes that descriptor too, and the server must be out again.
+            freed += 1;
+            idle.push(connect_from("127.0.0.9", &s.addr).unwrap());
+            continue;
+        }
         assert!(
             answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
             "{answer}"
