@@ -10,7 +10,7 @@ use baton_proto::{
     query_param, ErrorReply, HealthReply, PeerSignal, SignalsReply, API_VERSION, HEALTH_PATH,
     MATCH_PARAM, SIGNALS_PATH,
 };
-use baton_store::FileStore;
+use baton_store::{FileStore, SignalStore};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

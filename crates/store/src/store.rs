@@ -211,84 +211,6 @@ impl FileStore {
         lock_file(&self.dir.join(".lock"), LOCK_WAIT)
     }
 
-    /// Raise `name` at `now` for `ttl`. With [`Policy::Preserve`], a live signal keeps its
-    /// first raise. Returns the record now in force.
-    pub fn raise(
-        &self,
-        name: &str,
-        now: DateTime<Utc>,
-        ttl: Duration,
-        policy: Policy,
-        run: Option<&str>,
-    ) -> Result<Signal> {
-        let signal = Signal::raised(name, &self.host, now, ttl, policy, run)?;
-        let _lock = self.lock()?;
-        let path = self.record_path(name);
-        if policy == Policy::Preserve {
-            if let Ok(Some(old)) = read_record(&path) {
-                if old.is_live(now) {
-                    return Ok(old);
-                }
-            }
-        }
-        let mut bytes = serde_json::to_vec(&signal).map_err(|e| Error::new(e.to_string()))?;
-        bytes.push(b'\n');
-        write_atomic(&path, &bytes)?;
-        Ok(signal)
-    }
-
-    /// Remove `name`. Returns whether a live signal was there.
-    pub fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
-        validate_signal_name(name)?;
-        if self.readable()?.is_none() {
-            return Ok(false);
-        }
-        let _lock = self.lock()?;
-        let path = self.record_path(name);
-        let was_live = matches!(read_record(&path), Ok(Some(s)) if s.is_live(now));
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &path, e)),
-        }
-        Ok(was_live)
-    }
-
-    /// One signal, if it is live at `now`.
-    pub fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
-        validate_signal_name(name)?;
-        if self.readable()?.is_none() {
-            return Ok(None);
-        }
-        Ok(read_record(&self.record_path(name))
-            .map_err(Error::new)?
-            .filter(|s| s.is_live(now)))
-    }
-
-    /// The signals live at `now` whose whole name `pattern` matches, sorted by name. A
-    /// plain name is one record read; otherwise only the records whose file names match
-    /// are read. Expired records are removed on the way.
-    pub fn live(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
-        if self.readable()?.is_none() {
-            return Ok(Listing::default());
-        }
-        if let Some(index) = &self.index {
-            return index.live(self, now, pattern);
-        }
-        if let Some(name) = pattern.and_then(literal_name) {
-            let mut listing = Listing::default();
-            if validate_signal_name(name).is_ok() {
-                match read_record(&self.record_path(name)) {
-                    Ok(Some(s)) if s.is_live(now) => listing.signals.push(s),
-                    Ok(_) => {}
-                    Err(why) => listing.problems.push(why),
-                }
-            }
-            return Ok(listing);
-        }
-        self.scan(now, pattern)
-    }
-
     /// Read the directory: the live records whose names `pattern` matches.
     fn scan(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
         let mut listing = Listing::default();
@@ -384,6 +306,8 @@ struct OncePerLedger {
 }
 
 impl SignalStore for FileStore {
+    /// Raise `name` at `now` for `ttl`. With [`Policy::Preserve`], a live signal keeps its
+    /// first raise. Returns the record now in force.
     fn raise(
         &self,
         name: &str,
@@ -392,23 +316,76 @@ impl SignalStore for FileStore {
         policy: Policy,
         run: Option<&str>,
     ) -> Result<Signal> {
-        FileStore::raise(self, name, now, ttl, policy, run)
+        let signal = Signal::raised(name, &self.host, now, ttl, policy, run)?;
+        let _lock = self.lock()?;
+        let path = self.record_path(name);
+        if policy == Policy::Preserve {
+            if let Ok(Some(old)) = read_record(&path) {
+                if old.is_live(now) {
+                    return Ok(old);
+                }
+            }
+        }
+        let mut bytes = serde_json::to_vec(&signal).map_err(|e| Error::new(e.to_string()))?;
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes)?;
+        Ok(signal)
     }
 
+    /// Remove `name`. Returns whether a live signal was there.
     fn clear(&self, name: &str, now: DateTime<Utc>) -> Result<bool> {
-        FileStore::clear(self, name, now)
+        validate_signal_name(name)?;
+        if self.readable()?.is_none() {
+            return Ok(false);
+        }
+        let _lock = self.lock()?;
+        let path = self.record_path(name);
+        let was_live = matches!(read_record(&path), Ok(Some(s)) if s.is_live(now));
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &path, e)),
+        }
+        Ok(was_live)
     }
 
+    /// One signal, if it is live at `now`.
     fn get(&self, name: &str, now: DateTime<Utc>) -> Result<Option<Signal>> {
-        FileStore::get(self, name, now)
+        validate_signal_name(name)?;
+        if self.readable()?.is_none() {
+            return Ok(None);
+        }
+        Ok(read_record(&self.record_path(name))
+            .map_err(Error::new)?
+            .filter(|s| s.is_live(now)))
     }
 
+    /// The signals live at `now` whose whole name `pattern` matches, sorted by name. A
+    /// plain name is one record read; otherwise only the records whose file names match
+    /// are read. Expired records are removed on the way.
     fn live(&self, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
-        FileStore::live(self, now, pattern)
+        if self.readable()?.is_none() {
+            return Ok(Listing::default());
+        }
+        if let Some(index) = &self.index {
+            return index.live(self, now, pattern);
+        }
+        if let Some(name) = pattern.and_then(literal_name) {
+            let mut listing = Listing::default();
+            if validate_signal_name(name).is_ok() {
+                match read_record(&self.record_path(name)) {
+                    Ok(Some(s)) if s.is_live(now) => listing.signals.push(s),
+                    Ok(_) => {}
+                    Err(why) => listing.problems.push(why),
+                }
+            }
+            return Ok(listing);
+        }
+        self.scan(now, pattern)
     }
 
     fn live_of(&self, _host: &str, now: DateTime<Utc>, pattern: Option<&Regex>) -> Result<Listing> {
-        FileStore::live(self, now, pattern)
+        self.live(now, pattern)
     }
 
     fn once_per_seen(&self, job: &str, key: &str) -> Result<bool> {
