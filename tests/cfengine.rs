@@ -221,23 +221,28 @@ fn baton_upstream(name: &str, ip: &str, signals: &[&str]) -> (Host, crate::util:
     crate::peers::upstream(name, ip, "allow did.* 127.0.0.1\n", signals, &[])
 }
 
-#[test]
-fn the_and_fan_in_over_cfengine_and_baton_upstreams() {
-    if !available() {
-        return;
-    }
-    // Host2 is a CFEngine host; Host3 and Host4 are Baton hosts. Host5 runs the guide's
-    // crontab line unchanged: the peers file says which is which.
+/// The seed's fan-in upstreams on `ips`: Host2 a CFEngine host (its persistent classes
+/// asked through its cf-serverd), Host3 a Baton host that did its job, Host4 a Baton host
+/// that has not yet; and a peers file in `dir` naming the three.
+struct Upstreams {
+    up2: CfHost,
+    server2: CfServer,
+    client: CfHost,
+    _h3: (Host, crate::util::Server),
+    h4: Host,
+    _s4: crate::util::Server,
+    peers: std::path::PathBuf,
+}
+
+fn fan_in_upstreams(ips: [&str; 3], dir: &std::path::Path) -> Upstreams {
     let (up2, server2, client) = cfengine_pair(
-        "127.0.0.63",
+        ips[0],
         r#"      "did_.*" resource_type => "context", admit_ips => { "127.0.0.1" };"#,
         "",
     );
-    let (_h3, s3) = baton_upstream("Host3", "127.0.0.64", &["did_my_job"]);
-    let (h4, s4) = baton_upstream("Host4", "127.0.0.65", &[]);
-    let host5 = Host::new("Host5");
-    std::fs::create_dir_all(host5.state()).unwrap();
-    let peers = host5.dir.join("peers");
+    let (h3, s3) = baton_upstream("Host3", ips[1], &["did_my_job"]);
+    let (h4, s4) = baton_upstream("Host4", ips[2], &[]);
+    let peers = dir.join("peers");
     std::fs::write(
         &peers,
         format!(
@@ -248,6 +253,35 @@ fn the_and_fan_in_over_cfengine_and_baton_upstreams() {
         ),
     )
     .unwrap();
+    Upstreams {
+        up2,
+        server2,
+        client,
+        _h3: (h3, s3),
+        h4,
+        _s4: s4,
+        peers,
+    }
+}
+
+#[test]
+fn the_and_fan_in_over_cfengine_and_baton_upstreams() {
+    if !available() {
+        return;
+    }
+    // Host2 is a CFEngine host; Host3 and Host4 are Baton hosts. Host5 runs the guide's
+    // crontab line unchanged: the peers file says which is which.
+    let host5 = Host::new("Host5");
+    std::fs::create_dir_all(host5.state()).unwrap();
+    let Upstreams {
+        up2,
+        server2,
+        client,
+        _h3,
+        h4,
+        _s4,
+        peers,
+    } = fan_in_upstreams(["127.0.0.63", "127.0.0.64", "127.0.0.65"], &host5.dir.path);
     let line = crate::util::cluster::guide_block("crontab", "aggregate", "Host5")
         .into_iter()
         .find(|l| l.contains("all_of_them"))
@@ -538,4 +572,60 @@ bundle agent main
     let all = format!("{}{}", run.stdout(), run.stderr());
     assert!(all.contains("UNKNOWN"), "{all}");
     assert!(all.contains("cannot ask 127.0.0.67"), "{all}");
+}
+
+#[test]
+fn the_seeds_and_and_or_in_cfengine_policy_over_mixed_upstreams() {
+    if !available() {
+        return;
+    }
+    // Host5: a CFEngine host running seed_fan_in, the seed's class expressions. Host4
+    // is a CFEngine host too, raising a Baton signal through seed_do_my_job (baton-run
+    // --on-repaired), which its baton-serve serves.
+    let cf5 = CfHost::new("cf-host5", "127.0.0.1");
+    let u = fan_in_upstreams(["127.0.0.68", "127.0.0.69", "127.0.0.70"], &cf5.dir.path);
+    let (up2, client, h4, peers) = (&u.up2, &u.client, &u.h4, &u.peers);
+    let policy = module_policy(&format!(
+        r#"  methods:
+      "fan-in" usebundle => seed_fan_in("{}", "{}");"#,
+        job(&cf5, "all_of_them").display(),
+        job(&cf5, "any_of_them").display()
+    ));
+    let file = cf5.dir.join("fan-in.cf");
+    std::fs::write(&file, &policy).unwrap();
+    let host5 = |at: &str| {
+        let mut cmd = cf5.cf("cf-agent");
+        cmd.cmd
+            .env("BATON_BIN", bin("baton-query").parent().unwrap())
+            .env("BATON_STATE_DIR", cf5.dir.join("state"))
+            .env("BATON_HOST", "Host5")
+            .env("BATON_NOW", at)
+            .env("BATON_PEERS", peers)
+            .env("BATON_CFENGINE_WORKDIR", client.work());
+        cmd.args(["-K", "-f"]).arg(&file).run().status(0)
+    };
+    // Only Host3 did its job: the OR runs, the AND does not.
+    host5(T0);
+    assert_eq!(journal(&cf5), ["any_of_them"]);
+    // Host2 (natively) and Host4 (through baton-run) do theirs: the AND runs too.
+    up2.agent("host2", &do_my_job(up2)).status(0);
+    let cf4 = CfHost::new("cf-host4", "127.0.0.1");
+    let my_job = job(&cf4, "my_job");
+    let mut run4 = cf4.cf("cf-agent");
+    run4.cmd
+        .env("BATON_BIN", bin("baton-run").parent().unwrap())
+        .env("BATON_STATE_DIR", h4.state())
+        .env("BATON_HOST", "Host4")
+        .env("BATON_NOW", T0);
+    let host4_policy = module_policy(&format!(
+        r#"  methods:
+      "job" usebundle => seed_do_my_job("{}");"#,
+        my_job.display()
+    ));
+    let file4 = cf4.dir.join("host4.cf");
+    std::fs::write(&file4, host4_policy).unwrap();
+    run4.args(["-K", "-f"]).arg(&file4).run().status(0);
+    assert_eq!(journal(&cf4), ["my_job"]);
+    host5("2012-01-24T16:52:00Z");
+    assert_eq!(journal(&cf5), ["any_of_them", "all_of_them"]);
 }
