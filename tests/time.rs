@@ -459,3 +459,36 @@ fn a_clock_stepped_back_reads_the_same_over_http_and_etcd() {
         assert_eq!(shared.stdout(), http.stdout(), "--newer-than {newer_than}");
     }
 }
+
+/// What the guide's nightly line replaces: CFEngine's `Hr02:: if_elapsed("100")`, as
+/// `baton-if Hr02 && baton-run --ifelapsed 100`, runs twice on Berlin's fall-back night
+/// (02:00 CEST, then 02:40 CET: the hour lasts 120 minutes) and never on the spring-forward
+/// night, as CFEngine does (its classes at those instants are in tests/conformance).
+#[test]
+fn an_hour_class_with_ifelapsed_is_not_once_a_night() {
+    let h = Host::new("host1");
+    let night = |from: &str, to: &str| {
+        let (mut t, to) = (utc(from), utc(to));
+        while t <= to {
+            let mut line = h.sh(
+                &crate::util::cluster::stamp(t),
+                "baton-if Hr02 && baton-run -q --lock old --ifelapsed 100 -- true",
+            );
+            line.cmd.env("TZ", "Europe/Berlin");
+            line.run();
+            t += Span::minutes(5);
+        }
+    };
+    night("2023-10-28T23:00:00Z", "2023-10-29T03:00:00Z");
+    night("2023-03-25T23:00:00Z", "2023-03-26T03:00:00Z");
+    let runs: Vec<String> = h
+        .at("baton-run", "2023-10-30T00:00:00Z")
+        .args(["--history", "old"])
+        .run()
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" repaired "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(runs, ["2023-10-29T00:00:00Z", "2023-10-29T01:40:00Z"]);
+}
