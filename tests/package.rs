@@ -385,3 +385,73 @@ baton-if --state-dir "$3" 'Upstream.upstream_example_org.Example_Org' && echo ma
     );
     assert_eq!(parts[2], "matched\n", "{stdout}\n{stderr}");
 }
+
+/// The zsh and fish completions that `make install` and the package ship: fish completes
+/// an option prefix from them, zsh parses them and autoloads the completion function.
+/// `baton-gen --help` answers instead of creating a directory named `--help`.
+#[test]
+fn zsh_and_fish_completions_load_and_complete() {
+    use crate::util::{bin, Cmd, TestDir};
+    use std::process::Command;
+    let dir = TestDir::new("completions");
+    let gen = |arg: &str| {
+        let mut cmd = Command::new(bin("baton-gen"));
+        cmd.current_dir(&dir.path).arg(arg);
+        Cmd::of(cmd).run()
+    };
+    gen("--help").status(0);
+    gen("--bogus")
+        .status(2)
+        .says("baton-gen", "unknown option --bogus");
+    assert_eq!(
+        std::fs::read_dir(&dir.path).unwrap().count(),
+        0,
+        "baton-gen created a file"
+    );
+    gen("out").status(0);
+    let out = dir.join("out");
+
+    let fish = format!(
+        "source {}; complete -C 'baton-run --on-'",
+        out.join("fish/baton-run.fish").display()
+    );
+    let completed = Cmd::of({
+        let mut c = Command::new("fish");
+        c.args(["--no-config", "-c", &fish]);
+        c
+    })
+    .run()
+    .status(0)
+    .stdout();
+    let mut words: Vec<&str> = completed
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    words.sort();
+    assert_eq!(words, ["--on-failed", "--on-repaired", "--on-skipped"]);
+
+    for name in [
+        "baton-run",
+        "baton-query",
+        "baton-signal",
+        "baton-key",
+        "baton-chain",
+    ] {
+        let file = out.join(format!("zsh/_{name}"));
+        let script = format!(
+            "zsh -n {file} && zsh -f -c 'fpath=({zsh} $fpath); autoload -U compinit; compinit -u -D; \
+             autoload -U _{name}; whence -v _{name}; [ \"$_comps[{name}]\" = _{name} ] && echo registered'",
+            file = file.display(),
+            zsh = out.join("zsh").display(),
+        );
+        let said = Cmd::of({
+            let mut c = Command::new("sh");
+            c.args(["-c", &script]);
+            c
+        })
+        .run()
+        .status(0)
+        .stdout();
+        assert!(said.contains("registered"), "{name}: {said}");
+    }
+}

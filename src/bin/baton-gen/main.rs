@@ -56,11 +56,27 @@ pub fn chain_command() -> Command {
 
 fn main() -> ExitCode {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    // An option is never an output directory: `--help` must not create `./--help`.
+    match args.first().and_then(|a| a.to_str()) {
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("-V" | "--version") => {
+            println!("baton-gen {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    if let Some(opt) = args.iter().find(|a| a.to_string_lossy().starts_with('-')) {
+        eprintln!("baton-gen: unknown option {}; {USAGE}", opt.display());
+        return ExitCode::from(2);
+    }
     let (out, docs) = match args.as_slice() {
         [out] => (out.clone(), default_docs()),
         [out, docs] => (out.clone(), docs.clone()),
         _ => {
-            eprintln!("baton-gen: usage: baton-gen OUTDIR [DOCS_DIR]");
+            eprintln!("baton-gen: {USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -72,6 +88,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+const USAGE: &str =
+    "usage: baton-gen OUTDIR [DOCS_DIR] (writes man pages and completions under OUTDIR)";
 
 fn default_docs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")
