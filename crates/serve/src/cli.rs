@@ -70,8 +70,9 @@ pub struct ServeCli {
     pub idle_timeout: Duration,
 
     /// Show these peers on the status page too ('NAME ADDRESS[:PORT]' per line, as for
-    /// baton-query); this host's own line is left out
-    #[arg(long, value_name = "FILE", env = "BATON_PEERS")]
+    /// baton-query); this host's own line is left out. Not read from BATON_PEERS: a
+    /// crontab's peers file is not a request to ask every peer at each page load
+    #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
 
     /// Ask --peers over HTTPS, trusting the peer certificates this PEM CA signed (host
