@@ -530,6 +530,27 @@ fn status_page_across_hosts_in_headless_chromium() {
         std::fs::write(crate::util::repo().join("docs/status-page.png"), &bytes).unwrap();
     }
 
+    // Admitted to the jobs but not to their output: ticks, never what a run printed, and
+    // /v1/history carries outcomes and timings only (no log path).
+    let jobs_only = host2.serve(
+        "127.0.0.42",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &[],
+    );
+    let page = get(&jobs_only.addr, "/");
+    assert!(page.contains("<tr class=\"run failed\""), "{page}");
+    assert!(!page.contains("output of the last run"), "{page}");
+    let history = get(&jobs_only.addr, "/v1/history");
+    assert!(history.starts_with("HTTP/1.1 200 "), "{history}");
+    assert!(
+        history.contains("\"outcome\":\"failed\",\"status\":1"),
+        "{history}"
+    );
+    assert!(
+        !history.contains("logs/") && !history.contains(".log"),
+        "{history}"
+    );
+
     // Not admitted: the page is refused as signals are.
     let refusing = host2.serve("127.0.0.41", "allow .* 10.9.9.9\n", &[]);
     let answer = get(&refusing.addr, "/");
