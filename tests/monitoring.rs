@@ -78,13 +78,14 @@ fn assert_job(s: &BTreeMap<String, f64>, host: &str, job: &str, runs: [(&str, f6
     }
 }
 
-/// Host1's `my_job` ticks over the two days: day one failed at 16:00, then skipped by
-/// `--ifelapsed 100` for the rest of the hour; day two the same with a success.
+/// Host1's `my_job` ticks over the two days (`--once-per '{day}'`, which counts only
+/// successes): day one failed at 16:00, ran at 16:05, then skipped for the rest of the
+/// hour; day two ran at 16:00, then skipped.
 const HOST1_RUNS: [(&str, f64); 5] = [
-    ("ran", 1.0),
+    ("ran", 2.0),
     ("failed", 1.0),
     ("timeout", 0.0),
-    ("skipped", 22.0),
+    ("skipped", 21.0),
     ("busy", 0.0),
 ];
 
