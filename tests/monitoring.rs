@@ -139,14 +139,22 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
     // baton-serve's /metrics: refused to a peer the access file does not admit (the guide's
     // file admits only Host2's key), with the very answer /v1/signals gives.
     let server = c.host("Host1").server.as_ref().unwrap().addr.clone();
-    let denied = get(&server, "/v1/signals?match=.*");
+    let denied = get_tls(&server, "/v1/signals?match=.*");
     assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
     assert!(
         denied.ends_with("\r\n\r\n{\"error\":\"not admitted\"}"),
         "{denied}"
     );
+    let status_and_body = |a: &str| {
+        let (head, body) = a.split_once("\r\n\r\n").unwrap_or((a, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    };
     for path in ["/metrics", "/", "/v1/history"] {
-        assert_eq!(get(&server, path), denied, "{path}");
+        let answer = get_tls(&server, path);
+        assert_eq!(status_and_body(&answer), status_and_body(&denied), "{path}");
     }
 
     // Admitted to its signals and jobs, the same values as the file, and the live signals.
@@ -160,11 +168,12 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
         .args(["raise", "alive", "--ttl", "1h"])
         .run()
         .status(0);
-    let answer = get(&server, "/metrics");
+    let answer = get_tls(&server, "/metrics");
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(
-        head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        head.to_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
         "{head}"
     );
     promtool_check_metrics(body);
@@ -206,6 +215,25 @@ fn get(addr: &str, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// One GET over TLS from 127.0.0.1 without a client certificate (the cluster's servers
+/// serve HTTPS), by `openssl s_client`, bounded by `timeout`: the whole answer.
+fn get_tls(addr: &str, path: &str) -> String {
+    let mut child = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-quiet", "-connect", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl (.ci/run installs it)");
+    write!(
+        child.stdin.take().unwrap(),
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A listener on 127.0.0.1 that answers each request 200 (or never, when `silent`) and
