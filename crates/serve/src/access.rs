@@ -191,7 +191,11 @@ impl Rules {
             self.rules.iter().any(|r| {
                 r.allow == allow
                     && kinds.contains(&r.resource)
-                    && if allow { r.admits_peer(peer) } else { r.denies_peer(peer) }
+                    && if allow {
+                        r.admits_peer(peer)
+                    } else {
+                        r.denies_peer(peer)
+                    }
                     && r.pattern.is_match(name)
             })
         };
@@ -350,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_deny_is_not_dodged_by_not_signing() {
+    fn a_key_deny_is_not_dodged_by_not_presenting_a_key() {
         let r = rules("allow did.* 10.0.0.0/8\ndeny did_secret key:host4\n");
         // host4 at an admitted address, signing or not, never sees what is denied to it.
         assert!(!r.may_see(&peer("10.0.0.4", Some("host4")), "did_secret"));
@@ -358,6 +362,14 @@ mod tests {
         // Another signed peer still sees it; everyone still sees the rest.
         assert!(r.may_see(&peer("10.0.0.5", Some("host5")), "did_secret"));
         assert!(r.may_see(&peer("10.0.0.4", None), "did_other"));
+
+        // The same for a job's ticks and output.
+        let r = rules("allow output:.* 10.0.0.0/8\ndeny job:payroll key:host4\n");
+        for key in [Some("host4"), None] {
+            assert!(!r.may_see_job(&peer("10.0.0.4", key), "payroll"));
+            assert!(!r.may_see_output(&peer("10.0.0.4", key), "payroll"));
+        }
+        assert!(r.may_see_output(&peer("10.0.0.5", Some("host5")), "payroll"));
     }
 
     #[test]
