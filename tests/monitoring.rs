@@ -78,6 +78,17 @@ fn assert_job(s: &BTreeMap<String, f64>, host: &str, job: &str, runs: [(&str, f6
     }
 }
 
+/// Host1's `my_job` ticks over the two days (`--once-per '{day}'`, which counts only
+/// successes): day one failed at 16:00, ran at 16:05, then skipped for the rest of the
+/// hour; day two ran at 16:00, then skipped.
+const HOST1_RUNS: [(&str, f64); 5] = [
+    ("ran", 2.0),
+    ("failed", 1.0),
+    ("timeout", 0.0),
+    ("skipped", 21.0),
+    ("busy", 0.0),
+];
+
 /// The regular workflow (docs/guide.md) through a failed day and a good one, every
 /// `baton-run` writing its host's metrics file.
 fn regular_two_days() -> Cluster {
@@ -101,20 +112,7 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
     promtool_check_metrics(&host1);
     let s = samples(&host1);
     let my_job = job_named(&host1, "my_job_");
-    // Day one: failed at 16:00, ran at 16:05, skipped for the rest of the hour; day two
-    // ran at 16:00, then skipped.
-    assert_job(
-        &s,
-        "Host1",
-        &my_job,
-        [
-            ("ran", 2.0),
-            ("failed", 1.0),
-            ("timeout", 0.0),
-            ("skipped", 21.0),
-            ("busy", 0.0),
-        ],
-    );
+    assert_job(&s, "Host1", &my_job, HOST1_RUNS);
     // Host1's last baton-run was at 16:55: did_my_job (16:00, ten minutes) had expired.
     assert_eq!(s.get("baton_signals_live{host=\"Host1\"}"), Some(&0.0));
 
@@ -137,6 +135,105 @@ fn metrics_file_after_two_days_of_the_regular_workflow() {
         ],
     );
     assert!(!host2.contains(&my_job), "each host exports its own jobs");
+
+    // baton-serve's /metrics: refused to a peer the access file does not admit (the guide's
+    // file admits only Host2's key), with the very answer /v1/signals gives.
+    let server = c.host("Host1").server.as_ref().unwrap().addr.clone();
+    let denied = get_tls(&server, "/v1/signals?match=.*");
+    assert!(denied.starts_with("HTTP/1.1 403 "), "{denied}");
+    assert!(
+        denied.ends_with("\r\n\r\n{\"error\":\"not admitted\"}"),
+        "{denied}"
+    );
+    let status_and_body = |a: &str| {
+        let (head, body) = a.split_once("\r\n\r\n").unwrap_or((a, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    };
+    for path in ["/metrics", "/", "/v1/history"] {
+        let answer = get_tls(&server, path);
+        assert_eq!(status_and_body(&answer), status_and_body(&denied), "{path}");
+    }
+
+    // Admitted to its signals and jobs, the same values as the file, and the live signals.
+    c.set_access(
+        "Host1",
+        "allow did.* key:Host2\nallow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+    );
+    c.host("Host1")
+        .host
+        .at("baton-signal", "2012-01-24T23:55:00Z")
+        .args(["raise", "alive", "--ttl", "1h"])
+        .run()
+        .status(0);
+    let answer = get_tls(&server, "/metrics");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    promtool_check_metrics(body);
+    let s = samples(body);
+    assert_job(&s, "Host1", &my_job, HOST1_RUNS);
+    assert_eq!(s.get("baton_signals_live{host=\"Host1\"}"), Some(&1.0));
+    assert_eq!(
+        s.get("baton_signal_expiry_timestamp_seconds{host=\"Host1\",signal=\"alive\"}"),
+        Some(&1_327_452_900.0),
+        "2012-01-25T00:55:00Z"
+    );
+    // Host2 asked every tick (288 + 36) with its key; the four refusals above; this scrape
+    // is counted once it is answered.
+    let ok = s["baton_serve_requests_total{host=\"Host1\",code=\"200\"}"];
+    assert_eq!(ok, 324.0);
+    assert_eq!(
+        s["baton_serve_requests_total{host=\"Host1\",code=\"403\"}"],
+        4.0
+    );
+    assert_eq!(
+        s["baton_serve_request_duration_seconds_count{host=\"Host1\"}"],
+        328.0
+    );
+    assert!(
+        s["baton_serve_connections{host=\"Host1\"}"] >= 1.0,
+        "this one"
+    );
+}
+
+/// One plain GET from 127.0.0.1: the whole answer, head and body.
+fn get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// One GET over TLS from 127.0.0.1 without a client certificate (the cluster's servers
+/// serve HTTPS), by `openssl s_client`, bounded by `timeout`: the whole answer.
+fn get_tls(addr: &str, path: &str) -> String {
+    let mut child = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-quiet", "-connect", addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl (.ci/run installs it)");
+    write!(
+        child.stdin.take().unwrap(),
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A listener on 127.0.0.1 that answers each request 200 (or never, when `silent`) and
@@ -324,4 +421,288 @@ fn metrics_file_counts_a_timeout_and_an_unwritable_file_is_only_reported() {
         .run()
         .status(0)
         .says("baton-run", "cannot write --metrics-file");
+}
+
+/// Headless Chromium (as root in CI: no sandbox), in a process group of its own that is
+/// killed whatever happens, bounded by a minute. Returns its stdout.
+fn chromium(args: &[&str], profile: &std::path::Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("chromium is installed (.ci/run installs it)");
+    let pgid = child.id().to_string();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Its helpers (zygote, renderer, GPU) share the group: end them all, by the group id.
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+    assert!(finished, "chromium {args:?} did not finish within 60s");
+    reader.join().unwrap()
+}
+
+#[test]
+fn status_page_across_hosts_in_headless_chromium() {
+    // A day of the regular workflow where Host2's follow-up fails once.
+    let mut c = Cluster::from_guide("regular", &["Host1", "Host2"]);
+    c.fail("Host2", "do_my_job_bundle", "1");
+    c.set_access("Host1", "allow did.* key:Host2\nallow job:.* key:Host2\n");
+    c.run("2012-01-24T00:00:00Z", "2012-01-24T19:55:00Z");
+    assert_eq!(
+        c.runs("Host1", "my_job"),
+        ["2012-01-24T16:00:00Z"],
+        "{:?} {}",
+        c.journal(),
+        c.mail("Host1")
+    );
+    assert_eq!(
+        c.runs("Host2", "do_my_job_bundle failed"),
+        ["2012-01-24T16:00:00Z"]
+    );
+    let host2 = &c.host("Host2").host;
+    host2
+        .at("baton-signal", "2012-01-24T19:30:00Z")
+        .args(["raise", "report_ready", "--ttl", "2h"])
+        .run()
+        .status(0);
+    // Host2's status page names both hosts and one that is down (nobody listens there).
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let peers = c.root.join("page-peers");
+    let peers_text = std::fs::read_to_string(c.root.join("peers")).unwrap();
+    std::fs::write(&peers, format!("{peers_text}Host3 {down}\n")).unwrap();
+    let page_server = host2.serve(
+        "127.0.0.40",
+        "allow .* 127.0.0.1\nallow output:.* 127.0.0.1\n",
+        &[
+            "--peers",
+            peers.to_str().unwrap(),
+            "--peer-key",
+            host2.identity().1.to_str().unwrap(),
+            "--peer-pin",
+            &std::fs::read_to_string(c.root.join("pins")).unwrap(),
+            "--peer-timeout",
+            "5s",
+        ],
+    );
+    let url = format!("http://{}/", page_server.addr);
+    let profile = TestDir::new("chromium");
+    let dom = chromium(&["--dump-dom", &url], &profile.path);
+    for want in [
+        "<title>Baton on Host2</title>",
+        "class=\"hostrow host\" data-host=\"Host2\"",
+        "class=\"hostrow host\" data-host=\"Host1\"",
+        "class=\"hostrow peer unreachable\" data-host=\"Host3\"",
+        "connection refused",
+        "data-job=\"my_job_",
+        "data-job=\"do_my_job_bundle_",
+        "<tr class=\"run failed\" data-outcome=\"failed\"><td>failed</td><td>2012-01-24 16:00:00</td>",
+        "<tr data-signal=\"report_ready\"><td>report_ready</td><td>2012-01-24 19:30:00</td><td>25m 0s</td><td>2012-01-24 21:30:00</td><td>1h 35m</td></tr>",
+        "<span class=\"badge failing\">failing</span>",
+        "class=\"mark ran\" data-outcome=\"ran\"",
+        // Admitted to outputs: what the failed run printed (the stand-in job prints
+        // nothing, so the log is empty but shown).
+        "output of the last run",
+    ] {
+        assert!(dom.contains(want), "the page lacks {want:?}:\n{dom}");
+    }
+    // Host1 admitted Host2's key to its jobs, not to their output.
+    let host1_row = &dom[dom.find("data-host=\"Host1\"").unwrap()..];
+    let host1_row = &host1_row[..host1_row.find("data-host=\"Host3\"").unwrap()];
+    assert!(host1_row.contains("class=\"mark ran\""), "{host1_row}");
+    assert!(!dom.contains("<script"), "no script");
+
+    // A screenshot for docs/monitoring.md (UPDATE_SCREENSHOT=1 replaces the committed one).
+    let png = profile.join("status-page.png");
+    chromium(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1400,900",
+            &url,
+        ],
+        &profile.path,
+    );
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000);
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(crate::util::repo().join("docs/status-page.png"), &bytes).unwrap();
+    }
+
+    // Admitted to the jobs but not to their output: ticks, never what a run printed, and
+    // /v1/history carries outcomes and timings only (no log path).
+    let jobs_only = host2.serve(
+        "127.0.0.42",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &[],
+    );
+    let page = get(&jobs_only.addr, "/");
+    assert!(page.contains("<tr class=\"run failed\""), "{page}");
+    assert!(!page.contains("output of the last run"), "{page}");
+    let history = get(&jobs_only.addr, "/v1/history");
+    assert!(history.starts_with("HTTP/1.1 200 "), "{history}");
+    assert!(
+        history.contains("\"outcome\":\"failed\",\"status\":1"),
+        "{history}"
+    );
+    assert!(
+        !history.contains("logs/") && !history.contains(".log"),
+        "{history}"
+    );
+
+    // Not admitted: the page is refused as signals are.
+    let refusing = host2.serve("127.0.0.41", "allow .* 10.9.9.9\n", &[]);
+    let answer = get(&refusing.addr, "/");
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+    assert!(answer.ends_with("{\"error\":\"not admitted\"}"), "{answer}");
+    assert!(!answer.contains("Host2") && !answer.contains("do_my_job"));
+}
+
+/// The alerting rules of docs/monitoring.md: the block under `# baton-rules.yml`.
+fn rules_from_docs() -> String {
+    let text = std::fs::read_to_string(crate::util::repo().join("docs/monitoring.md")).unwrap();
+    let start = text
+        .find("```yaml\n# baton-rules.yml\n")
+        .expect("docs/monitoring.md has the rules block")
+        + "```yaml\n".len();
+    let len = text[start..].find("```").unwrap();
+    text[start..start + len].to_string()
+}
+
+/// Series and expectations for `promtool test rules`: each alert fires where it must
+/// and stays quiet where it must not. Times are seconds from 0, as promtool's clock.
+const RULE_TESTS: &str = r#"
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  # my_job succeeded at 600s, follow_up never: behind from 2400s (600 + 30m) on.
+  - interval: 1m
+    input_series:
+      - series: 'baton_job_last_success_timestamp_seconds{host="host1",job="my_job",instance="n1"}'
+        values: '600x100'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: BatonFollowUpBehind
+        exp_alerts: []
+      - eval_time: 45m
+        alertname: BatonFollowUpBehind
+        exp_alerts:
+          - exp_labels: {severity: page}
+            exp_annotations: {summary: "follow_up on host2 has not succeeded since my_job on host1 did"}
+  # follow_up succeeded after my_job did: quiet.
+  - interval: 1m
+    input_series:
+      - series: 'baton_job_last_success_timestamp_seconds{host="host1",job="my_job"}'
+        values: '600x100'
+      - series: 'baton_job_last_success_timestamp_seconds{host="host2",job="follow_up"}'
+        values: '900x100'
+    alert_rule_test:
+      - eval_time: 45m
+        alertname: BatonFollowUpBehind
+        exp_alerts: []
+  # A job fails at 2m, times out at 4m, succeeds at 5m.
+  - interval: 1m
+    input_series:
+      - series: 'baton_job_last_exit_code{host="host1",job="my_job"}'
+        values: '0 0 1 1 124 0'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: BatonJobFailing
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: BatonJobFailing
+        exp_alerts:
+          - exp_labels: {severity: ticket, host: host1, job: my_job}
+            exp_annotations: {summary: "my_job on host1 last exited 1"}
+      - eval_time: 5m
+        alertname: BatonJobFailing
+        exp_alerts: []
+  # did_my_job raised at 600s for 10 minutes; follow_up never succeeded.
+  - interval: 1m
+    input_series:
+      - series: 'baton_signal_set_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '600x20'
+      - series: 'baton_signal_expiry_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '1200x20'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
+      - eval_time: 16m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts:
+          - exp_labels: {severity: page}
+            exp_annotations: {summary: "did_my_job on host1 expires unseen by follow_up on host2"}
+  # The same signal, seen: follow_up succeeded at 700s.
+  - interval: 1m
+    input_series:
+      - series: 'baton_signal_set_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '600x20'
+      - series: 'baton_signal_expiry_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '1200x20'
+      - series: 'baton_job_last_success_timestamp_seconds{host="host2",job="follow_up"}'
+        values: '700x20'
+    alert_rule_test:
+      - eval_time: 16m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
+"#;
+
+fn promtool(args: &[&str], dir: &std::path::Path) {
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (.ci/run installs prometheus)");
+    crate::util::wait_child(&mut child, Duration::from_secs(60), "promtool");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn alerting_rules_in_the_docs_pass_promtool_and_fire_when_they_must() {
+    let dir = TestDir::new("rules");
+    std::fs::write(dir.join("rules.yml"), rules_from_docs()).unwrap();
+    std::fs::write(dir.join("rules_test.yml"), RULE_TESTS).unwrap();
+    promtool(&["check", "rules", "rules.yml"], &dir.path);
+    promtool(&["test", "rules", "rules_test.yml"], &dir.path);
 }

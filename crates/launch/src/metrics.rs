@@ -78,8 +78,9 @@ impl Exposition {
         let _ = writeln!(self.text, " {}", format_value(value));
     }
 
-    /// The samples of one histogram: cumulative counts per upper bound (`bounds` and
-    /// `counts` of the same length, not cumulated), then `+Inf`, `_sum` and `_count`.
+    /// The samples of one histogram: `counts` holds the observations per bucket, not
+    /// cumulated, one per upper bound in `bounds` and a last one past every bound; then
+    /// `+Inf`, `_sum` and `_count`.
     pub fn histogram(
         &mut self,
         name: &str,
@@ -342,10 +343,10 @@ mod tests {
     #[test]
     fn histograms_are_cumulative() {
         let mut ex = Exposition::new();
-        ex.histogram("d_seconds", &[], &[0.1, 1.0], &[2, 1], 1.5);
+        ex.histogram("d_seconds", &[], &[0.1, 1.0], &[2, 1, 4], 9.5);
         assert_eq!(
             ex.into_text(),
-            "d_seconds_bucket{le=\"0.1\"} 2\nd_seconds_bucket{le=\"1\"} 3\nd_seconds_bucket{le=\"+Inf\"} 3\nd_seconds_sum 1.5\nd_seconds_count 3\n"
+            "d_seconds_bucket{le=\"0.1\"} 2\nd_seconds_bucket{le=\"1\"} 3\nd_seconds_bucket{le=\"+Inf\"} 7\nd_seconds_sum 9.5\nd_seconds_count 7\n"
         );
     }
 }

@@ -18,6 +18,13 @@ pub const DEFAULT_PORT: u16 = 7401;
 pub const SIGNALS_PATH: &str = "/v1/signals";
 /// `GET HEALTH_PATH`: `{"version":1,"ok":true}`, admitted to everyone.
 pub const HEALTH_PATH: &str = "/v1/health";
+/// `GET HISTORY_PATH`: the runs of the last day of the jobs the peer is admitted to
+/// (`allow job:PATTERN`), outcomes and timings only.
+pub const HISTORY_PATH: &str = "/v1/history";
+/// `GET METRICS_PATH`: the Prometheus text format.
+pub const METRICS_PATH: &str = "/metrics";
+/// `GET STATUS_PATH`: the status page (HTML).
+pub const STATUS_PATH: &str = "/";
 /// The query parameter that carries the match pattern.
 pub const MATCH_PARAM: &str = "match";
 
@@ -99,6 +106,38 @@ pub struct SignalsReply {
     pub host: String,
     pub now: DateTime<Utc>,
     pub signals: Vec<PeerSignal>,
+}
+
+/// One tick of a job as a peer reports it: outcome and timings, never output or
+/// command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRun {
+    pub run: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// `repaired`, `failed`, `skipped`, `busy` (as in the history record).
+    pub outcome: String,
+    /// The exit status `baton-run` returned.
+    pub status: u8,
+    /// Why a tick did not run, or a run failed to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A job and its recent ticks, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerJob {
+    pub job: String,
+    pub runs: Vec<PeerRun>,
+}
+
+/// The answer to [`HISTORY_PATH`]: the server's host and clock, and its jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub version: u32,
+    pub host: String,
+    pub now: DateTime<Utc>,
+    pub jobs: Vec<PeerJob>,
 }
 
 /// The answer to [`HEALTH_PATH`].

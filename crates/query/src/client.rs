@@ -4,7 +4,9 @@
 
 use baton_core::name::canonify;
 use baton_core::{Error, Result};
-use baton_proto::{signals_request, ErrorReply, SignalsReply, DEFAULT_PORT};
+use baton_proto::{
+    signals_request, ErrorReply, HistoryReply, SignalsReply, DEFAULT_PORT, HISTORY_PATH,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +166,11 @@ impl Peers {
             .map(|(_, a)| a.as_str())
     }
 
+    /// The peers' names, in the file's order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+
     /// The target for `name`: its address from the file, keeping `name` for `{host}`;
     /// a name not in the file is an address itself.
     pub fn target(&self, name: &str, https_by_default: bool) -> Result<Target> {
@@ -229,14 +236,27 @@ impl Client {
     /// Ask one peer for its signals whose whole name matches `pattern`. The error is one
     /// short reason (`connection refused`, `access denied (403): not admitted`, ...).
     pub fn ask(&self, target: &Target, pattern: &str) -> std::result::Result<SignalsReply, String> {
-        let path = signals_request(pattern);
-        let request = self.agent.get(&target.url(&path));
+        self.get_json(target, &signals_request(pattern))
+    }
+
+    /// Ask one peer for the last day of the jobs it admits us to (outcomes and timings).
+    pub fn history(&self, target: &Target) -> std::result::Result<HistoryReply, String> {
+        self.get_json(target, HISTORY_PATH)
+    }
+
+    /// One GET of `path`, its JSON answer parsed as `T`.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        target: &Target,
+        path: &str,
+    ) -> std::result::Result<T, String> {
+        let request = self.agent.get(&target.url(path));
         match request.call() {
             Ok(response) => {
                 let body = response
                     .into_string()
                     .map_err(|e| format!("bad answer: {e}"))?;
-                serde_json::from_str::<SignalsReply>(&body).map_err(|e| format!("bad answer: {e}"))
+                serde_json::from_str::<T>(&body).map_err(|e| format!("bad answer: {e}"))
             }
             Err(ureq::Error::Status(code, response)) => {
                 let why = response

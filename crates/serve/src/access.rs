@@ -13,13 +13,22 @@
 //! rule does: default deny, and an explicit deny wins. A `deny` rule's `key:ID` also
 //! denies a client that proved no identity: it may be ID, so not presenting one never
 //! dodges a deny.
+//!
+//! Jobs are admitted the same way, by rules whose PATTERN starts with `job:` (the job's
+//! ticks: outcomes and timings, on the status page, `/v1/history` and `/metrics`) or
+//! `output:` (that too, and what its last run printed, on the status page):
+//!
+//! ```text
+//! allow   job:.*          10.1.0.0/16
+//! allow   output:backup   10.1.2.3
+//! ```
 
 use baton_core::{name, Error, Result};
 use regex::Regex;
 use std::net::{IpAddr, ToSocketAddrs};
 
-/// Who is asking: the connection's address and, if the request was signed with a known
-/// key, that key's id.
+/// Who is asking: the connection's address and, if the client presented a certificate that
+/// `--keys` lists, that identity's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub addr: IpAddr,
@@ -55,9 +64,20 @@ impl Selector {
     }
 }
 
+/// What a rule's pattern names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Signal,
+    /// A job's ticks: outcomes and timings.
+    Job,
+    /// A job's ticks and what its runs printed.
+    Output,
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
     allow: bool,
+    resource: Resource,
     pattern: Regex,
     peers: Vec<Selector>,
 }
@@ -111,7 +131,14 @@ impl Rules {
             let pattern_text = words
                 .next()
                 .ok_or_else(|| at("missing the signal pattern".into()))?;
-            let pattern = name::whole_name_regex(pattern_text).map_err(|e| at(e.message))?;
+            let (resource, regex_text) = if let Some(p) = pattern_text.strip_prefix("job:") {
+                (Resource::Job, p)
+            } else if let Some(p) = pattern_text.strip_prefix("output:") {
+                (Resource::Output, p)
+            } else {
+                (Resource::Signal, pattern_text)
+            };
+            let pattern = name::whole_name_regex(regex_text).map_err(|e| at(e.message))?;
             let peers = words
                 .map(|w| parse_peer(w, resolver).map_err(|e| at(e.message)))
                 .collect::<Result<Vec<_>>>()?;
@@ -122,6 +149,7 @@ impl Rules {
             }
             rules.push(Rule {
                 allow,
+                resource,
                 pattern,
                 peers,
             });
@@ -137,15 +165,41 @@ impl Rules {
 
     /// Whether this peer may see the signal `name`.
     pub fn may_see(&self, peer: &Peer, name: &str) -> bool {
-        let allowed = self
-            .rules
-            .iter()
-            .any(|r| r.allow && r.admits_peer(peer) && r.pattern.is_match(name));
-        let denied = self
-            .rules
-            .iter()
-            .any(|r| !r.allow && r.denies_peer(peer) && r.pattern.is_match(name));
-        allowed && !denied
+        self.decide(peer, name, &[Resource::Signal], &[Resource::Signal])
+    }
+
+    /// Whether this peer may see job `job`'s ticks (outcomes and timings): a `job:` or
+    /// `output:` rule admits it, and no `job:` or `output:` deny rule names it.
+    pub fn may_see_job(&self, peer: &Peer, job: &str) -> bool {
+        let both = [Resource::Job, Resource::Output];
+        self.decide(peer, job, &both, &both)
+    }
+
+    /// Whether this peer may see what job `job`'s runs printed: an `output:` rule admits
+    /// it, and no deny rule for the job names it.
+    pub fn may_see_output(&self, peer: &Peer, job: &str) -> bool {
+        self.decide(
+            peer,
+            job,
+            &[Resource::Output],
+            &[Resource::Job, Resource::Output],
+        )
+    }
+
+    fn decide(&self, peer: &Peer, name: &str, allows: &[Resource], denies: &[Resource]) -> bool {
+        let matching = |allow: bool, kinds: &[Resource]| {
+            self.rules.iter().any(|r| {
+                r.allow == allow
+                    && kinds.contains(&r.resource)
+                    && if allow {
+                        r.admits_peer(peer)
+                    } else {
+                        r.denies_peer(peer)
+                    }
+                    && r.pattern.is_match(name)
+            })
+        };
+        matching(true, allows) && !matching(false, denies)
     }
 
     pub fn len(&self) -> usize {
@@ -300,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_deny_is_not_dodged_by_not_signing() {
+    fn a_key_deny_is_not_dodged_by_not_presenting_a_key() {
         let r = rules("allow did.* 10.0.0.0/8\ndeny did_secret key:host4\n");
         // host4 at an admitted address, signing or not, never sees what is denied to it.
         assert!(!r.may_see(&peer("10.0.0.4", Some("host4")), "did_secret"));
@@ -308,6 +362,14 @@ mod tests {
         // Another signed peer still sees it; everyone still sees the rest.
         assert!(r.may_see(&peer("10.0.0.5", Some("host5")), "did_secret"));
         assert!(r.may_see(&peer("10.0.0.4", None), "did_other"));
+
+        // The same for a job's ticks and output.
+        let r = rules("allow output:.* 10.0.0.0/8\ndeny job:payroll key:host4\n");
+        for key in [Some("host4"), None] {
+            assert!(!r.may_see_job(&peer("10.0.0.4", key), "payroll"));
+            assert!(!r.may_see_output(&peer("10.0.0.4", key), "payroll"));
+        }
+        assert!(r.may_see_output(&peer("10.0.0.5", Some("host5")), "payroll"));
     }
 
     #[test]
@@ -323,6 +385,28 @@ mod tests {
         assert!(r.may_see(&peer("10.0.0.5", None), "did_my_job"));
         assert!(!r.may_see(&peer("10.0.0.5", None), "secret_x"));
         assert!(r.may_see(&peer("10.0.0.6", None), "secret_x"));
+    }
+
+    #[test]
+    fn jobs_and_outputs_have_rules_of_their_own() {
+        let r = rules(
+            "allow did.* 10.0.0.0/8\nallow job:.* 10.0.0.0/8\ndeny job:secret 10.0.0.0/8\nallow output:backup 10.0.0.5\n",
+        );
+        let p = peer("10.0.0.5", None);
+        assert!(r.may_see_job(&p, "backup") && r.may_see_job(&p, "my_job"));
+        assert!(!r.may_see_job(&p, "secret"), "deny wins");
+        assert!(r.may_see_output(&p, "backup"));
+        assert!(!r.may_see_output(&p, "my_job"), "job: is not output:");
+        assert!(!r.may_see_output(&peer("10.0.0.6", None), "backup"));
+        assert!(!r.may_see(&p, "backup"), "job rules admit no signal");
+        let only_signals = rules("allow did.* 10.0.0.0/8");
+        assert!(
+            !only_signals.may_see_job(&p, "did_x"),
+            "signal rules admit no job"
+        );
+        let only_jobs = rules("allow job:.* 10.0.0.7");
+        assert!(only_jobs.admits_peer(&peer("10.0.0.7", None)));
+        assert!(!only_jobs.may_see(&peer("10.0.0.7", None), "did_x"));
     }
 
     #[test]
@@ -350,6 +434,7 @@ mod tests {
         bad("allow a bad_host!", 1, "not an address");
         bad("allow a nosuch.invalid", 1, "cannot resolve");
         bad("allow a key:", 1, "key");
+        bad("allow job:( 1.2.3.4", 1, "invalid regex");
     }
 }
 

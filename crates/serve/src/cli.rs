@@ -1,11 +1,14 @@
 //! The command line of `baton-serve`.
 
 use crate::http::{default_per_peer, tls_config, Limits};
-use crate::serve::{ServeConfig, Server};
+use crate::serve::{PeerView, ServeConfig, Server};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
 use baton_core::{Duration, Error, Result};
-use baton_identity::KeyRing;
+use baton_identity::{Identity, KeyRing};
+use baton_query::client::Peers;
+use baton_query::tls;
+use baton_query::Client;
 use clap::Parser;
 use std::ffi::OsString;
 use std::io::Write;
@@ -66,6 +69,37 @@ pub struct ServeCli {
     #[arg(long, value_name = "DUR", default_value = "15s")]
     pub idle_timeout: Duration,
 
+    /// Show these peers on the status page too ('NAME ADDRESS[:PORT]' per line, as for
+    /// baton-query); this host's own line is left out. Not read from BATON_PEERS: a
+    /// crontab's peers file is not a request to ask every peer at each page load
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+
+    /// Ask --peers over HTTPS, trusting the peer certificates this PEM CA signed (host
+    /// names are checked); with --tls-cert, this server presents it as its client identity
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "peers",
+        conflicts_with = "peer_pin"
+    )]
+    pub peer_ca: Option<PathBuf>,
+
+    /// Ask --peers over HTTPS, trusting only the server certificates with these SHA-256
+    /// fingerprints (baton-key show CERT prints one); with --tls-cert, this server presents
+    /// it as its client identity
+    #[arg(long, value_name = "SHA256[,SHA256...]", requires = "peers")]
+    pub peer_pin: Option<String>,
+
+    /// The client identity to present to --peers (mutual TLS): DIR/ID.key as baton-key new
+    /// writes it, with DIR/ID.crt beside it [default: --tls-cert and --tls-key]
+    #[arg(long, value_name = "FILE")]
+    pub peer_key: Option<PathBuf>,
+
+    /// How long the status page waits for each peer
+    #[arg(long, value_name = "DUR", default_value = "3s")]
+    pub peer_timeout: Duration,
+
     /// Do not log a line per request
     #[arg(short, long)]
     pub quiet: bool,
@@ -109,6 +143,10 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         }
         Some(n) => n as usize,
     };
+    let peers = match &cli.peers {
+        Some(path) if !path.as_os_str().is_empty() => Some(peer_view(&cli, path, &site)?),
+        _ => None,
+    };
     let server = Server::bind(ServeConfig {
         listen,
         access,
@@ -130,6 +168,7 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         },
         site,
         log_requests: !cli.quiet,
+        peers,
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -156,6 +195,61 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
     server.announce(&tls);
     server.run(stop, reload)?;
     Ok(EXIT_TRUE)
+}
+
+/// The peers of `path` but this host, and a client that asks them: over HTTPS with
+/// `--peer-ca` or `--peer-pin`, presenting this server's own identity (`--tls-cert`,
+/// `--tls-key`) as its client certificate, so a peer's access file admits it by `key:ID`.
+fn peer_view(
+    cli: &ServeCli,
+    path: &std::path::Path,
+    site: &baton_core::cli::Site,
+) -> Result<PeerView> {
+    if cli.peer_timeout == Duration::ZERO {
+        return Err(Error::new("--peer-timeout must be longer than 0s"));
+    }
+    let identity = match (&cli.peer_key, &cli.tls_cert, &cli.tls_key) {
+        (Some(key), _, _) => Some(Identity::load(key).map_err(|e| e.context("--peer-key"))?),
+        (None, Some(cert), Some(key)) => Some(Identity {
+            id: cert
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            certs: baton_identity::load_certs(cert)?,
+            key: baton_identity::load_private_key(key)?,
+        }),
+        _ => None,
+    };
+    if cli.peer_key.is_some() && cli.peer_ca.is_none() && cli.peer_pin.is_none() {
+        return Err(Error::new(
+            "--peer-key needs the peers' identity too: --peer-pin SHA256 (baton-key show PEER.crt prints it) or --peer-ca FILE",
+        ));
+    }
+    let tls = match (&cli.peer_ca, &cli.peer_pin) {
+        (Some(ca), _) => Some(tls::private_ca(ca, identity).map_err(|e| e.context("--peer-ca"))?),
+        (None, Some(pin)) => Some(
+            tls::pinned(tls::parse_pins(pin)?, identity).map_err(|e| e.context("--peer-pin"))?,
+        ),
+        (None, None) => None,
+    };
+    let https = tls.is_some();
+    let peers = Peers::load(path)?;
+    let targets = peers
+        .names()
+        .filter(|n| *n != site.host)
+        // A CFEngine host (cfengine://) has no Baton history to show.
+        .filter(|n| {
+            !peers
+                .address(n)
+                .is_some_and(|a| a.starts_with("cfengine://"))
+        })
+        .map(|n| peers.target(n, https))
+        .collect::<Result<Vec<_>>>()?;
+    let client = Client::new(tls, cli.peer_timeout.std());
+    Ok(PeerView {
+        peers: targets,
+        client,
+    })
 }
 
 #[cfg(test)]

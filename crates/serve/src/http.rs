@@ -31,7 +31,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -98,12 +98,16 @@ impl Request {
     }
 }
 
-/// A response: a status and a JSON body.
+/// A response: a status, a body and its content type.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    pub content_type: &'static str,
     pub body: String,
 }
+
+/// The content type of the protocol's answers.
+pub const JSON: &str = "application/json";
 
 pub type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
@@ -113,6 +117,8 @@ pub struct HttpServer {
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: Limits,
     pub addr: SocketAddr,
+    /// Connections open now (`/metrics` reports it).
+    pub open: Arc<AtomicUsize>,
 }
 
 /// What a connection over a cap is told before it is closed.
@@ -138,6 +144,7 @@ impl HttpServer {
             tls,
             limits,
             addr,
+            open: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -164,7 +171,11 @@ impl HttpServer {
         let listener = tokio::io::unix::AsyncFd::new(self.listener)?;
         let limits = Arc::new(self.limits);
         let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
-        let slots = Arc::new(Slots::new(limits.max_connections, limits.max_per_peer));
+        let slots = Arc::new(Slots::new(
+            limits.max_connections,
+            limits.max_per_peer,
+            Arc::clone(&self.open),
+        ));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -334,7 +345,7 @@ async fn connection<I>(
         let headers = response.headers_mut();
         headers.insert(
             hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/json"),
+            hyper::header::HeaderValue::from_static(answer.content_type),
         );
         if has_body {
             // The body is never read: the connection cannot carry another request.
@@ -473,6 +484,8 @@ struct Slots {
     max: usize,
     per_peer: usize,
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// The total, readable without the lock.
+    gauge: Arc<AtomicUsize>,
 }
 
 /// One connection's place under the caps, given back when dropped.
@@ -482,11 +495,12 @@ struct Slot {
 }
 
 impl Slots {
-    fn new(max: usize, per_peer: usize) -> Slots {
+    fn new(max: usize, per_peer: usize, gauge: Arc<AtomicUsize>) -> Slots {
         Slots {
             max,
             per_peer,
             open: Mutex::new((0, HashMap::new())),
+            gauge,
         }
     }
 
@@ -502,6 +516,7 @@ impl Slots {
         }
         *mine += 1;
         *total += 1;
+        slots.gauge.store(*total, Ordering::Relaxed);
         Some(Slot {
             slots: Arc::clone(slots),
             peer,
@@ -514,6 +529,7 @@ impl Drop for Slot {
         let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_peer) = &mut *open;
         *total -= 1;
+        self.slots.gauge.store(*total, Ordering::Relaxed);
         if let Some(mine) = by_peer.get_mut(&self.peer) {
             *mine -= 1;
             if *mine == 0 {
@@ -702,7 +718,7 @@ mod tests {
 
     #[test]
     fn one_peer_cannot_fill_the_global_cap() {
-        let slots = Arc::new(Slots::new(4, 2));
+        let slots = Arc::new(Slots::new(4, 2, Arc::default()));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let c: IpAddr = "192.0.2.3".parse().unwrap();

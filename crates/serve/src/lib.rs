@@ -8,4 +8,6 @@
 pub mod access;
 pub mod cli;
 pub mod http;
+pub mod metrics;
 pub mod serve;
+pub mod status;

@@ -1,15 +1,21 @@
 //! The peer service behind `baton-serve`: answers `GET /v1/signals?match=REGEX` with this
-//! host's live signals that the asking peer is admitted to see.
+//! host's live signals that the asking peer is admitted to see, `GET /v1/history` with
+//! its jobs' recent ticks, `GET /metrics` (`crate::metrics`) and `GET /` (the status
+//! page, `crate::status`), all behind the same admission.
 
 use crate::access::{Peer, Rules};
-use crate::http::{HttpServer, Limits, Request, Response};
+use crate::http::{HttpServer, Limits, Request, Response, JSON};
+use crate::metrics::ServerMetrics;
+use crate::status::{HostStatus, PeerStatus};
 use baton_core::cli::Site;
 use baton_core::{name, Error, Result};
 use baton_identity::KeyRing;
+use baton_launch::history;
 use baton_proto::{
-    query_param, ErrorReply, HealthReply, PeerSignal, SignalsReply, API_VERSION, HEALTH_PATH,
-    MATCH_PARAM, SIGNALS_PATH,
+    query_param, ErrorReply, HealthReply, HistoryReply, PeerJob, PeerRun, PeerSignal, SignalsReply,
+    API_VERSION, HEALTH_PATH, HISTORY_PATH, MATCH_PARAM, METRICS_PATH, SIGNALS_PATH, STATUS_PATH,
 };
+use baton_query::{Client, Target};
 use baton_store::{FileStore, SignalStore};
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,7 +42,23 @@ pub struct ServeConfig {
     pub site: Site,
     /// Log one line per request on stderr.
     pub log_requests: bool,
+    /// The peers the status page also shows, and how to ask them.
+    pub peers: Option<PeerView>,
 }
+
+/// The peers `--peers` names (this host left out), and the client that asks them.
+pub struct PeerView {
+    pub peers: Vec<Target>,
+    pub client: Client,
+}
+
+/// A reply: status, content type and body.
+type Reply = (u16, &'static str, String);
+
+/// The most of a run's log the status page shows: its end.
+const OUTPUT_TAIL: u64 = 4096;
+/// The most ticks per job `/v1/history` and the status page carry.
+const MAX_RUNS: usize = 500;
 
 /// The access rules in force and what the file looked like when they were read.
 struct Loaded {
@@ -53,6 +75,8 @@ struct Shared {
     keys_path: Option<PathBuf>,
     log_requests: bool,
     patterns: PatternCache,
+    metrics: ServerMetrics,
+    peers: Option<PeerView>,
 }
 
 /// Compiled match patterns: peers ask the same few again and again, and compiling a
@@ -109,6 +133,7 @@ impl Server {
         let rules = load_rules(&config.access)?;
         let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
         let addr = http.addr.to_string();
+        let open = Arc::clone(&http.open);
         let store = FileStore::serving(&config.site.state_dir, &config.site.host);
         Ok(Server {
             http,
@@ -124,6 +149,8 @@ impl Server {
                 keys_path: config.keys_path,
                 log_requests: config.log_requests,
                 patterns: PatternCache::default(),
+                metrics: ServerMetrics::new(open),
+                peers: config.peers,
             }),
             addr,
         })
@@ -230,7 +257,8 @@ impl Shared {
 
     fn handle(&self, request: &Request) -> Response {
         let started = Instant::now();
-        let (status, identity, body, detail) = self.answer(request);
+        let (identity, (status, content_type, body), detail) = self.answer(request);
+        self.metrics.observe(status, started.elapsed());
         if self.log_requests {
             let path: String = request
                 .target
@@ -246,17 +274,20 @@ impl Shared {
                 request.peer, request.method
             ));
         }
-        Response { status, body }
+        Response {
+            status,
+            content_type,
+            body,
+        }
     }
 
-    /// The status, the key identity (if any), the JSON body for one request, and what the
-    /// log says of a refusal that the peer is not told.
-    fn answer(&self, request: &Request) -> (u16, Option<String>, String, Option<String>) {
+    /// The key identity (if any), the reply for one request, and what the log says of a
+    /// refusal that the peer is not told.
+    fn answer(&self, request: &Request) -> (Option<String>, Reply, Option<String>) {
         let err = |status: u16, key: Option<String>, msg: &str| {
             (
-                status,
                 key,
-                to_json(&ErrorReply { error: msg.into() }),
+                (status, JSON, to_json(&ErrorReply { error: msg.into() })),
                 None,
             )
         };
@@ -266,7 +297,7 @@ impl Shared {
             let body = to_json(&ErrorReply {
                 error: DENIED.into(),
             });
-            (403, key, body, Some(detail))
+            (key, (403, JSON, body), Some(detail))
         };
         let url = request.target.as_str();
         if url.len() > MAX_URL {
@@ -281,9 +312,9 @@ impl Shared {
                 version: API_VERSION,
                 ok: true,
             };
-            return (200, None, to_json(&health), None);
+            return (None, (200, JSON, to_json(&health)), None);
         }
-        if path != SIGNALS_PATH {
+        if ![SIGNALS_PATH, HISTORY_PATH, METRICS_PATH, STATUS_PATH].contains(&path) {
             return err(404, None, "no such resource (try /v1/signals?match=REGEX)");
         }
         let now = match self.site.clock.now() {
@@ -312,6 +343,18 @@ impl Shared {
             };
             return denied(key, format!("{who} is not admitted by any rule"));
         }
+        let routed = match path {
+            HISTORY_PATH => Some(self.history_reply(&rules, &peer, now)),
+            METRICS_PATH => Some(self.metrics_reply(&rules, &peer, now)),
+            STATUS_PATH => Some(self.status_reply(&rules, &peer, now)),
+            _ => None,
+        };
+        if let Some(reply) = routed {
+            return match reply {
+                Ok(reply) => (key, reply, None),
+                Err(e) => err(500, key, &e.message),
+            };
+        }
         let pattern_text = match query_param(query, MATCH_PARAM) {
             Ok(Some(p)) => p,
             Ok(None) => ".*".to_string(),
@@ -336,7 +379,192 @@ impl Shared {
                 .map(PeerSignal::from)
                 .collect(),
         };
-        (200, key, to_json(&reply), None)
+        (key, (200, JSON, to_json(&reply)), None)
+    }
+
+    /// The live signals `peer` may see.
+    fn visible_signals(
+        &self,
+        rules: &Rules,
+        peer: &Peer,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<baton_store::Signal>> {
+        let listing = self.store.live(now, None)?;
+        Ok(listing
+            .signals
+            .into_iter()
+            .filter(|s| rules.may_see(peer, &s.name))
+            .collect())
+    }
+
+    /// The last day of the jobs `peer` may see, outcomes and timings only.
+    fn visible_jobs(
+        &self,
+        rules: &Rules,
+        peer: &Peer,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<PeerJob>> {
+        let dir = self.site.state_dir.join("history");
+        let from = now - crate::status::WINDOW;
+        let mut jobs = Vec::new();
+        for job in history::jobs(&dir)? {
+            if !rules.may_see_job(peer, &job) {
+                continue;
+            }
+            let records = history::read(&dir, Some(&job))?;
+            let mut runs: Vec<PeerRun> = records
+                .iter()
+                .filter(|r| r.end >= from && r.start <= now)
+                .map(|r| PeerRun {
+                    run: r.run.clone(),
+                    start: r.start,
+                    end: r.end,
+                    outcome: r.outcome.as_str().to_string(),
+                    status: r.status,
+                    reason: r.reason.clone(),
+                })
+                .collect();
+            runs.drain(..runs.len().saturating_sub(MAX_RUNS));
+            jobs.push(PeerJob { job, runs });
+        }
+        Ok(jobs)
+    }
+
+    fn history_reply(
+        &self,
+        rules: &Rules,
+        peer: &Peer,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Reply> {
+        let reply = HistoryReply {
+            version: API_VERSION,
+            host: self.site.host.clone(),
+            now,
+            jobs: self.visible_jobs(rules, peer, now)?,
+        };
+        Ok((200, JSON, to_json(&reply)))
+    }
+
+    fn metrics_reply(
+        &self,
+        rules: &Rules,
+        peer: &Peer,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Reply> {
+        let signals = self.visible_signals(rules, peer, now)?;
+        let text = crate::metrics::metrics_text(
+            &self.site.state_dir,
+            &self.site.host,
+            &signals,
+            &|job| rules.may_see_job(peer, job),
+            &self.metrics,
+        )?;
+        Ok((200, baton_launch::metrics::CONTENT_TYPE, text))
+    }
+
+    fn status_reply(
+        &self,
+        rules: &Rules,
+        peer: &Peer,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Reply> {
+        let jobs = self.visible_jobs(rules, peer, now)?;
+        let outputs = jobs
+            .iter()
+            .filter(|j| rules.may_see_output(peer, &j.job))
+            .filter_map(|j| {
+                let last = j
+                    .runs
+                    .iter()
+                    .rev()
+                    .find(|r| matches!(r.outcome.as_str(), "repaired" | "failed"))?;
+                Some((j.job.clone(), self.output_tail(&j.job, &last.run)?))
+            })
+            .collect();
+        let local = HostStatus {
+            host: self.site.host.clone(),
+            now,
+            signals: self
+                .visible_signals(rules, peer, now)?
+                .iter()
+                .map(PeerSignal::from)
+                .collect(),
+            jobs,
+            outputs,
+        };
+        let peers = self.ask_peers();
+        let page = crate::status::render(&local, &peers, now);
+        Ok((200, "text/html; charset=utf-8", page))
+    }
+
+    /// The end of run `run`'s log of `job`, if it is a plain file.
+    fn output_tail(&self, job: &str, run: &str) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let safe = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !safe(job) || !safe(run) {
+            return None;
+        }
+        let path = self
+            .site
+            .state_dir
+            .join("logs")
+            .join(job)
+            .join(format!("{run}.log"));
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let mut file = std::fs::File::open(&path).ok()?;
+        let len = file.metadata().ok()?.len();
+        file.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)))
+            .ok()?;
+        let mut bytes = Vec::new();
+        file.take(OUTPUT_TAIL).read_to_end(&mut bytes).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Every peer's signals and jobs, asked at once, each bounded by the client's
+    /// time-out.
+    fn ask_peers(&self) -> Vec<PeerStatus> {
+        let Some(view) = &self.peers else {
+            return Vec::new();
+        };
+        std::thread::scope(|scope| {
+            let asks: Vec<_> = view
+                .peers
+                .iter()
+                .map(|t| {
+                    scope.spawn(move || {
+                        let name = t.name.clone().unwrap_or_else(|| t.label());
+                        let answered = view.client.ask(t, ".*").and_then(|signals| {
+                            view.client.history(t).map(|history| HostStatus {
+                                host: name.clone(),
+                                now: signals.now,
+                                signals: signals.signals,
+                                jobs: history.jobs,
+                                outputs: Default::default(),
+                            })
+                        });
+                        match answered {
+                            Ok(status) => PeerStatus::Answered(status),
+                            Err(reason) => PeerStatus::Unreachable { name, reason },
+                        }
+                    })
+                })
+                .collect();
+            asks.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| PeerStatus::Unreachable {
+                        name: "?".into(),
+                        reason: "internal error".into(),
+                    })
+                })
+                .collect()
+        })
     }
 }
 
