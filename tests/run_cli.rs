@@ -335,7 +335,7 @@ fn history_lists_every_job_and_logs_are_bounded() {
     let run = h.at("baton-run", T0).arg("--history").run().status(0);
     let lines = run.lines();
     assert_eq!(lines.len(), 6);
-    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN");
+    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN REASON");
     assert!(lines[1].starts_with("2012-01-24T16:00:00Z "), "{lines:?}");
     assert!(lines[5].contains(" b failed 1 "), "{lines:?}");
     h.at("baton-run", T0)
@@ -911,7 +911,7 @@ fn history_finds_a_job_by_the_name_the_user_gave() {
         .status(0)
         .stderr_is("");
     let lines = run.lines();
-    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN");
+    assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN REASON");
     assert!(
         lines[1].contains(" bin_true_") && lines[1].contains(" repaired 0 "),
         "{lines:?}"
@@ -1034,4 +1034,130 @@ fn logs_keep_their_head_and_tail_within_the_limit() {
         .args(["--log-limit", "12", "--", "true"])
         .run()
         .error("baton-run", "below the least, 1k");
+}
+
+/// `--condition` decides the tick as systemd's ExecCondition= decides a start: 0 runs,
+/// 1 skips silently (no `--on-skipped` class), anything else fails the tick before
+/// running. Every tick is in the history with its reason, even when nothing ran. The
+/// condition runs on the runner's clock and host.
+#[test]
+fn a_condition_decides_the_tick_and_every_tick_leaves_its_reason() {
+    let h = Host::new("host2");
+    let tick = |at: &str, condition: &str| {
+        h.at("baton-run", at)
+            .args([
+                "--lock",
+                "follow",
+                "--on-skipped",
+                "follow_skipped",
+                "--condition",
+                condition,
+                "--",
+                "sh",
+                "-c",
+                "echo ran >> ran",
+            ])
+            .run()
+    };
+    // On the runner's clock: 16:05 is Hr16, 17:05 is not.
+    tick("2012-01-24T16:05:00Z", "baton-if host2.Hr16")
+        .status(0)
+        .stderr_is("");
+    tick("2012-01-24T17:05:00Z", "baton-if host2.Hr16")
+        .status(76)
+        .stderr_is("");
+    // An upstream that cannot be asked: baton-query alone fails the tick (2) ...
+    tick("2012-01-24T17:10:00Z", "baton-query 127.0.0.1:1 did_my_job").error(
+        "baton-run",
+        "follow: --condition exited with status 2, so the job did not run: baton-query: cannot ask 127.0.0.1:1",
+    );
+    // ... in a pipeline the last command decides: skipped, and baton-query's line said.
+    let run = tick(
+        "2012-01-24T17:15:00Z",
+        "baton-query 127.0.0.1:1 'did.*' | baton-if --stdin did_my_job",
+    )
+    .status(76);
+    assert!(
+        run.stderr()
+            .starts_with("baton-query: cannot ask 127.0.0.1:1"),
+        "{}",
+        run.stderr()
+    );
+    // Its stdout is not cron mail.
+    tick("2012-01-24T17:20:00Z", "echo names; exit 1")
+        .status(76)
+        .stderr_is("");
+    assert_eq!(std::fs::read_to_string(h.dir.join("ran")).unwrap(), "ran\n");
+    h.at("baton-signal", T0)
+        .args(["list", "follow_skipped"])
+        .run()
+        .status(1);
+
+    let r = history(&h, "follow");
+    let ticks: Vec<(&str, i64)> = r
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap(),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ticks,
+        [
+            ("repaired", 0),
+            ("skipped", 76),
+            ("error", 2),
+            ("skipped", 76),
+            ("skipped", 76)
+        ]
+    );
+    assert_eq!(r[1]["reason"], "skipped follow: --condition is false");
+    assert!(
+        r[2]["reason"].as_str().unwrap().ends_with(
+            "so the job did not run: baton-query: cannot ask 127.0.0.1:1: connection refused"
+        ),
+        "{}",
+        r[2]["reason"]
+    );
+    assert!(
+        r[3]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("skipped follow: --condition is false: baton-query: cannot ask"),
+        "{}",
+        r[3]["reason"]
+    );
+    // The table says why, last on each line.
+    let table = h
+        .at("baton-run", T0)
+        .args(["--history", "follow"])
+        .run()
+        .status(0)
+        .lines();
+    assert!(
+        table[2].contains(" follow skipped 76 ")
+            && table[2].ends_with(" skipped follow: --condition is false"),
+        "{table:?}"
+    );
+    assert!(table[1].ends_with(" -"), "{table:?}");
+}
+
+/// A condition that hangs is bounded by --timeout and leaves nothing running.
+#[test]
+fn a_hanging_condition_is_ended_at_the_timeout() {
+    let h = Host::new("h");
+    h.sh(
+        T0,
+        "baton-run --lock c --timeout 1s --grace 1s --condition 'setsid sh -c \"echo \\$\\$ > cond; exec sleep 314\" & wait' -- touch ran",
+    )
+    .run()
+    .error(
+        "baton-run",
+        "c: --condition timed out after 1s and was killed, so the job did not run",
+    );
+    assert_dead(&h, "cond");
+    assert!(!h.dir.join("ran").exists());
+    assert_eq!(history(&h, "c")[0]["outcome"], "error");
 }

@@ -23,11 +23,17 @@ use std::process::ExitCode;
 ///
 /// Exit status: CMD's own; 124 if it timed out; 126 if it could not be executed, 127 if
 /// not found; 128+N if killed by signal N; 75 if another run holds the job's lock; 76 if
-/// --ifelapsed or --once-per skipped it; 73 if CMD ran but its outcome could not be
-/// recorded; 2 on a usage or state error.
+/// --condition, --ifelapsed or --once-per skipped it; 73 if CMD ran but its outcome could
+/// not be recorded; 2 on a usage or state error, or when --condition failed.
 #[derive(Parser, Debug)]
 #[command(name = "baton-run", version)]
 pub struct RunCli {
+    /// Run the job only when the shell command CMD exits 0 (e.g. a baton-query | baton-if
+    /// pipeline); 1 skips the tick, anything else fails it before running. Either way the
+    /// tick is in the history, with the reason
+    #[arg(long, value_name = "CMD")]
+    pub condition: Option<String>,
+
     /// Skip the run if the job last started less than DUR ago (CFEngine's ifelapsed)
     #[arg(long, value_name = "DUR")]
     pub ifelapsed: Option<Duration>,
@@ -252,6 +258,13 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     if let Some(template) = &cli.once_per {
         crate::once_per::check(template)?;
     }
+    if cli
+        .condition
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        return Err(Error::new("--condition CMD is empty"));
+    }
     if let Some(url) = &cli.ping {
         ping::validate(url)?;
     }
@@ -266,6 +279,7 @@ fn spec_from(cli: &RunCli) -> Result<RunSpec> {
     Ok(RunSpec {
         command: cli.command.clone(),
         job: job_name(cli.lock.as_deref(), &cli.command)?,
+        condition: cli.condition.clone(),
         ifelapsed: cli.ifelapsed,
         expireafter: cli.expireafter,
         timeout: cli.timeout,
@@ -319,16 +333,22 @@ fn print_history(cli: &RunCli, job: &str) -> Result<ExitStatus> {
     }
     let mut out = std::io::stdout().lock();
     if !cli.json && !records.is_empty() {
-        writeln!(out, "START END JOB OUTCOME STATUS RUN").map_err(stdout_error)?;
+        writeln!(out, "START END JOB OUTCOME STATUS RUN REASON").map_err(stdout_error)?;
     }
     for r in &records {
         if cli.json {
             let line = serde_json::to_string(r).map_err(|e| Error::new(e.to_string()))?;
             writeln!(out, "{line}")
         } else {
+            // REASON is last: free text, to the end of the line ("-" when there is none).
+            let reason = r
+                .reason
+                .as_deref()
+                .unwrap_or("-")
+                .replace(['\n', '\r'], " ");
             writeln!(
                 out,
-                "{} {} {} {} {} {}",
+                "{} {} {} {} {} {} {reason}",
                 format_time(r.start),
                 format_time(r.end),
                 r.job,

@@ -27,6 +27,8 @@ use std::time::Instant;
 pub struct RunSpec {
     pub command: Vec<String>,
     pub job: String,
+    /// `--condition`: a shell command whose exit status says whether this tick runs.
+    pub condition: Option<String>,
     pub ifelapsed: Option<Duration>,
     pub expireafter: Option<Duration>,
     pub timeout: Option<Duration>,
@@ -119,13 +121,21 @@ fn tick(
     sup: &mut Supervisor,
 ) -> Result<Report> {
     let mut alerts = Vec::new();
+    // Before the lock: a condition waiting for an upstream never makes another tick busy.
+    if let Some(condition) = &spec.condition {
+        if let Some((why, said)) = check_condition(spec, site, condition, now, sup)? {
+            let mut report = finish_not_run(spec, site, paths, now, Outcome::Skipped, why, alerts)?;
+            report.output = said;
+            return Ok(report);
+        }
+    }
     let (_lock, takeover): (File, Option<File>) = match job::try_lock(&paths.lock)? {
         Some(lock) => (lock, None),
         None => match take_over(spec, paths, now, &mut alerts)? {
             Some(pair) => pair,
             None => {
                 let why = busy_reason(spec, paths)?;
-                return finish_not_run(spec, site, backend, paths, now, Outcome::Busy, why, alerts);
+                return finish_not_run(spec, site, paths, now, Outcome::Busy, why, alerts);
             }
         },
     };
@@ -138,16 +148,8 @@ fn tick(
         end_leftovers(spec, site, paths, &prev, &run_id(now), &mut alerts)?;
     }
     if let Some(why) = skip_reason(spec, &state, backend, now)? {
-        return finish_not_run(
-            spec,
-            site,
-            backend,
-            paths,
-            now,
-            Outcome::Skipped,
-            why,
-            alerts,
-        );
+        raise_all(spec, backend, &spec.on_skipped, now, &run_id(now))?;
+        return finish_not_run(spec, site, paths, now, Outcome::Skipped, why, alerts);
     }
 
     let run_id = run_id(now);
@@ -187,7 +189,7 @@ fn tick(
             break Ending::Interrupted(sig);
         }
         attempts += 1;
-        let command = command(spec, site, &run_id);
+        let command = command(&spec.command, spec, site, &run_id);
         let (ending, killed) = sup.attempt(
             command,
             &capture,
@@ -315,10 +317,10 @@ fn tick(
 
 /// The command of one attempt: stdin from /dev/null, and the environment that both tells
 /// the job who it is and marks its processes as the run's.
-fn command(spec: &RunSpec, site: &Site, run_id: &str) -> Command {
-    let mut command = Command::new(&spec.command[0]);
+fn command(argv: &[String], spec: &RunSpec, site: &Site, run_id: &str) -> Command {
+    let mut command = Command::new(&argv[0]);
     command
-        .args(&spec.command[1..])
+        .args(&argv[1..])
         // The job's own baton calls act as the same host, on the same store and clock.
         .env("BATON_RUN", run_id)
         .env("BATON_JOB", &spec.job);
@@ -501,6 +503,63 @@ fn take_over(
 
 /// Why this tick must not run the job, if it must not. `--once-per` keys live with the
 /// signals, in the store's once-per ledger.
+/// Run `--condition` as `sh -c`, with the job's environment, bounded by `--timeout`, its
+/// processes ended afterwards as a run's are, and read its exit status as systemd reads
+/// `ExecCondition=` (systemd.service(5)): 0 runs the job; 1 skips the tick, returned as
+/// the reason and what the condition said on stderr (a silent condition says nothing:
+/// `baton-query` and `baton-if` are silent when the answer is no, and speak on errors);
+/// any other ending is an error, so the tick is recorded as failed before running.
+/// The condition's stdout (the names `baton-query` prints) is thrown away.
+fn check_condition(
+    spec: &RunSpec,
+    site: &Site,
+    condition: &str,
+    now: DateTime<Utc>,
+    sup: &mut Supervisor,
+) -> Result<Option<(String, String)>> {
+    let run_id = run_id(now);
+    // The supervisor pipes stdout with stderr: the shell sends its stdout away first.
+    let argv = ["/bin/sh", "-c", &format!("exec >/dev/null\n{condition}")].map(String::from);
+    let capture = Arc::new(Mutex::new(Capture::in_memory()));
+    let marker = Marker {
+        run: run_id.clone(),
+        job: spec.job.clone(),
+    };
+    let (ending, _) = sup.attempt(
+        command(&argv, spec, site, &run_id),
+        &capture,
+        &marker,
+        spec.timeout.map(Duration::std),
+        spec.grace.std(),
+        |_| {},
+    );
+    let said = capture.lock().map(|c| c.excerpt()).unwrap_or_default();
+    let last = said.lines().rev().map(str::trim).find(|l| !l.is_empty());
+    let with_last = |what: String| match last {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    };
+    let how = match ending {
+        Ending::Exited(0) => return Ok(None),
+        Ending::Exited(1) => {
+            let why = with_last(format!("skipped {}: --condition is false", spec.job));
+            return Ok(Some((why, said)));
+        }
+        Ending::Exited(code) => format!("exited with status {code}"),
+        Ending::Signalled(sig) => format!("was killed by {}", signal_name(sig)),
+        Ending::TimedOut => format!(
+            "timed out after {} and was killed",
+            spec.timeout.unwrap_or_default()
+        ),
+        Ending::Interrupted(sig) => format!("was stopped: baton-run got {}", signal_name(sig)),
+        Ending::NotStarted(_, why) => format!("could not start: {why}"),
+    };
+    Err(Error::new(with_last(format!(
+        "{}: --condition {how}, so the job did not run",
+        spec.job
+    ))))
+}
+
 fn skip_reason(
     spec: &RunSpec,
     state: &JobState,
@@ -527,13 +586,11 @@ fn skip_reason(
     Ok(None)
 }
 
-/// A tick that did not run the command: signals for skips, a history record, and for a
-/// busy tick a notice (a skip by a rule is the normal case and stays silent).
-#[allow(clippy::too_many_arguments)]
+/// A tick that did not run the command: a history record, and for a busy tick a notice
+/// (a skip is the normal case and stays silent).
 fn finish_not_run(
     spec: &RunSpec,
     site: &Site,
-    backend: &dyn SignalStore,
     paths: &JobPaths,
     now: DateTime<Utc>,
     outcome: Outcome,
@@ -541,9 +598,6 @@ fn finish_not_run(
     alerts: Vec<String>,
 ) -> Result<Report> {
     let run_id = run_id(now);
-    if outcome == Outcome::Skipped {
-        raise_all(spec, backend, &spec.on_skipped, now, &run_id)?;
-    }
     let status = if outcome == Outcome::Busy {
         ExitStatus::BUSY
     } else {

@@ -33,7 +33,8 @@ enum Event {
 /// at the end, so a log never grows past its bound; the last lines kept for stderr.
 pub struct Capture {
     path: PathBuf,
-    log: File,
+    /// None for output kept only in memory (a `--condition`'s).
+    log: Option<File>,
     head_room: u64,
     tail_limit: usize,
     tail: VecDeque<u8>,
@@ -51,7 +52,7 @@ impl Capture {
             baton_core::safefs::open_append(path).map_err(|e| std::io::Error::other(e.message))?;
         Ok(Capture {
             path: path.to_path_buf(),
-            log,
+            log: Some(log),
             head_room: limit / 2,
             tail_limit: (limit - limit / 2) as usize,
             tail: VecDeque::new(),
@@ -59,6 +60,20 @@ impl Capture {
             last: VecDeque::new(),
             error: None,
         })
+    }
+
+    /// Output kept only for [`Capture::excerpt`], written nowhere.
+    pub fn in_memory() -> Capture {
+        Capture {
+            path: PathBuf::new(),
+            log: None,
+            head_room: 0,
+            tail_limit: 0,
+            tail: VecDeque::new(),
+            omitted: 0,
+            last: VecDeque::new(),
+            error: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -77,8 +92,8 @@ impl Capture {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if self.error.is_none() {
-            if let Err(e) = self.log.write_all(bytes) {
+        if let (None, Some(log)) = (&self.error, &mut self.log) {
+            if let Err(e) = log.write_all(bytes) {
                 self.error = Some(baton_core::error::io_reason(&e));
             }
         }
