@@ -4,7 +4,7 @@
 //! page, `crate::status`), all behind the same admission.
 
 use crate::access::{Peer, Rules};
-use crate::http::{HttpServer, Limits, Request, Response, JSON};
+use crate::http::{Answer, HttpServer, Limits, Request, Response, JSON};
 use crate::metrics::ServerMetrics;
 use crate::status::{HostStatus, PeerStatus};
 use baton_core::cli::Site;
@@ -134,6 +134,7 @@ impl Server {
         let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
         let addr = http.addr.to_string();
         let open = Arc::clone(&http.open);
+        let counts = Arc::clone(&http.counts);
         let store = FileStore::serving(&config.site.state_dir, &config.site.host);
         Ok(Server {
             http,
@@ -149,7 +150,7 @@ impl Server {
                 keys_path: config.keys_path,
                 log_requests: config.log_requests,
                 patterns: PatternCache::default(),
-                metrics: ServerMetrics::new(open),
+                metrics: ServerMetrics::new(open, counts),
                 peers: config.peers,
             }),
             addr,
@@ -255,7 +256,7 @@ impl Shared {
         Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()).rules)
     }
 
-    fn handle(&self, request: &Request) -> Response {
+    fn handle(&self, request: &Request) -> Answer {
         let started = Instant::now();
         let (identity, (status, content_type, body), detail) = self.answer(request);
         self.metrics.observe(status, started.elapsed());
@@ -274,11 +275,12 @@ impl Shared {
                 request.peer, request.method
             ));
         }
-        Response {
+        Answer::Ready(Response {
             status,
             content_type,
             body,
-        }
+            headers: Vec::new(),
+        })
     }
 
     /// The key identity (if any), the reply for one request, and what the log says of a
