@@ -939,3 +939,63 @@ fn s_pin(h: &Host) -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn head_answers_as_get_without_a_body_and_405_names_the_methods() {
+    let (h, s) = upstream(
+        "host1",
+        "127.0.0.83",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &["did_my_job"],
+        &[],
+    );
+    h.at("baton-run", "2012-01-24T16:00:00Z")
+        .args(["-q", "--lock", "my_job", "--", "true"])
+        .run()
+        .status(0);
+    let ask = |method: &str, path: &str| {
+        let answer = raw(
+            &s.addr,
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (head.to_lowercase(), body.to_string())
+    };
+    let length = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(str::to_string)
+    };
+    for path in [
+        "/v1/health",
+        "/v1/signals?match=.*",
+        "/v1/history",
+        "/",
+        "/metrics",
+    ] {
+        let (get_head, get_body) = ask("GET", path);
+        let (head, body) = ask("HEAD", path);
+        assert!(head.starts_with("http/1.1 200 "), "HEAD {path}: {head}");
+        assert_eq!(body, "", "HEAD {path} has no body");
+        assert!(get_head.starts_with("http/1.1 200 ") && !get_body.is_empty());
+        // The length of the body GET gives (/metrics' counters move between the two).
+        if path != "/metrics" {
+            assert_eq!(length(&head), Some(get_body.len().to_string()), "{path}");
+        }
+    }
+    // HEAD is admitted as GET is: refused alike to a peer admitted to nothing.
+    let mut c = connect_from("127.0.0.9", &s.addr).unwrap();
+    c.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut refused = String::new();
+    let _ = c.read_to_string(&mut refused);
+    assert!(
+        refused.starts_with("HTTP/1.1 403 ") && refused.ends_with("\r\n\r\n"),
+        "{refused}"
+    );
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let (head, _) = ask(method, "/v1/signals");
+        assert!(head.starts_with("http/1.1 405 "), "{method}: {head}");
+        assert!(head.contains("\r\nallow: get, head"), "{method}: {head}");
+    }
+}

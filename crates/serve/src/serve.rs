@@ -1,7 +1,8 @@
 //! The peer service behind `baton-serve`: answers `GET /v1/signals?match=REGEX` with this
 //! host's live signals that the asking peer is admitted to see, `GET /v1/history` with
 //! its jobs' recent ticks, `GET /metrics` (`crate::metrics`) and `GET /` (the status
-//! page, `crate::status`), all behind the same admission.
+//! page, `crate::status`), all behind the same admission. `HEAD` is answered as `GET`
+//! (hyper leaves the body out); any other method gets 405 with `Allow: GET, HEAD`.
 
 use crate::access::{Peer, Rules};
 use crate::http::{Answer, HttpServer, Limits, Request, Response, JSON};
@@ -54,6 +55,9 @@ pub struct PeerView {
 
 /// A reply: status, content type and body.
 type Reply = (u16, &'static str, String);
+
+/// The methods every route answers.
+const ALLOW: &str = "GET, HEAD";
 
 /// The most of a run's log the status page shows: its end.
 const OUTPUT_TAIL: u64 = 4096;
@@ -275,11 +279,15 @@ impl Shared {
                 request.peer, request.method
             ));
         }
+        let headers = match status {
+            405 => vec![("allow", ALLOW)],
+            _ => Vec::new(),
+        };
         Answer::Ready(Response {
             status,
             content_type,
             body,
-            headers: Vec::new(),
+            headers,
         })
     }
 
@@ -306,8 +314,8 @@ impl Shared {
             return err(414, None, "request URL too long");
         }
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        if request.method != "GET" {
-            return err(405, None, "only GET is served");
+        if !matches!(request.method.as_str(), "GET" | "HEAD") {
+            return err(405, None, "only GET and HEAD are served");
         }
         if path == HEALTH_PATH {
             let health = HealthReply {
