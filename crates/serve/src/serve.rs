@@ -325,8 +325,8 @@ impl Shared {
         }
     }
 
-    /// The key identity (if any), the reply for one request, and what the log says of a
-    /// refusal that the peer is not told.
+    /// Where one request goes: its outcome (the key identity if any, the reply, and what
+    /// the log says of a refusal that the peer is not told), or the status page to make.
     fn answer(&self, request: &Request) -> Routed {
         let err = |status: u16, key: Option<String>, msg: &str| {
             Routed::Done((key, error_reply(status, msg), None))
