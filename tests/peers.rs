@@ -3,7 +3,9 @@
 use crate::util::{baton, openssl, wait_until, Host, EC_KEY};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const T0: &str = "2012-01-24T16:47:00Z";
 
@@ -938,4 +940,440 @@ fn s_pin(h: &Host) -> String {
         .stdout()
         .trim()
         .to_string()
+}
+
+// The status page's peers (--peers): what it relays, and what asking them may cost.
+
+/// Raise `signal` on `h` at T0 for an hour.
+fn raise(h: &Host, signal: &str) {
+    h.at("baton-signal", T0)
+        .args(["raise", signal, "--ttl", "1h"])
+        .run()
+        .status(0);
+}
+
+/// A successful run of job `job` on `h` at `at`.
+fn succeed(h: &Host, at: &str, job: &str) {
+    h.at("baton-run", at)
+        .args(["-q", "--lock", job, "--", "true"])
+        .run()
+        .status(0);
+}
+
+/// A stand-in peer on `ip`: answers each request with `answer(path)` (a status and a JSON
+/// body), or holds the connection unanswered until the asker gives up where it gives
+/// `None`. Counts the connections it accepted.
+fn stand_in_peer(
+    ip: &str,
+    answer: impl Fn(&str) -> Option<(u16, String)> + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (answer, count) = (Arc::new(answer), Arc::clone(&accepted));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            count.fetch_add(1, Ordering::SeqCst);
+            let answer = Arc::clone(&answer);
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let head = crate::util::read_head(&mut conn);
+                let path = head.split_whitespace().nth(1).unwrap_or("");
+                match answer(path) {
+                    Some((status, body)) => {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    // Never answered: read until the asker closes.
+                    None => while conn.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {},
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// One GET from the loopback address `from` (another viewer): the whole answer.
+fn get_as(from: &str, addr: &str, path: &str) -> String {
+    let mut s = connect_from(from, addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `h`'s peers file, listing `lines`; its path as an argument.
+fn peers_file(h: &Host, lines: &str) -> String {
+    let path = h.dir.join("peers");
+    std::fs::write(&path, lines).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_page_relays_of_peers_only_what_this_hosts_access_file_admits_the_viewer() {
+    // host1 tells its askers on loopback everything: host2 is one of them.
+    let (h1, s1) = upstream(
+        "host1",
+        "127.0.0.71",
+        "allow .* 127.0.0.0/8\nallow job:.* 127.0.0.0/8\n",
+        &["did_my_job", "other_signal"],
+        &[],
+    );
+    succeed(&h1, "2012-01-24T16:00:00Z", "my_job");
+    let h2 = Host::new("host2");
+    succeed(&h2, "2012-01-24T16:10:00Z", "local_job");
+    raise(&h2, "local_signal");
+    let peers = peers_file(&h2, &format!("host1 {}\n", s1.addr));
+    let s2 = h2.serve(
+        "127.0.0.72",
+        "allow no_such_signal 127.0.0.6\n\
+         allow .* 127.0.0.7\nallow job:.* 127.0.0.7\n\
+         allow did.* 127.0.0.8\n\
+         allow .* 127.0.0.9\ndeny .* 127.0.0.9\nallow job:.* 127.0.0.9\ndeny job:.* 127.0.0.9\n",
+        &["--peers", &peers],
+    );
+    let page = |viewer: &str| {
+        let answer = get_as(viewer, &s2.addr, "/");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{viewer}: {answer}");
+        answer
+    };
+    // Admitted to every signal and job: host1's row with its job and both signals.
+    let all = page("127.0.0.7");
+    for want in [
+        "class=\"hostrow host\" data-host=\"host1\"",
+        "data-job=\"my_job\"",
+        "data-signal=\"did_my_job\"",
+        "data-signal=\"other_signal\"",
+        "data-job=\"local_job\"",
+    ] {
+        assert!(all.contains(want), "lacks {want}: {all}");
+    }
+    // Admitted to did.* signals only: of host1, that signal, not its job nor the other.
+    let some = page("127.0.0.8");
+    assert!(some.contains("data-host=\"host1\"") && some.contains("data-signal=\"did_my_job\""));
+    assert!(
+        !some.contains("other_signal") && !some.contains("data-job="),
+        "{some}"
+    );
+    // Admitted to a signal nobody has, or allowed everything and denied it all again: not
+    // a trace of host1 (nor of host2's own jobs and signals).
+    for viewer in ["127.0.0.6", "127.0.0.9"] {
+        let none = page(viewer);
+        for leak in ["host1", "my_job", "did_my_job", "other_signal", "local_"] {
+            assert!(!none.contains(leak), "{viewer} sees {leak}: {none}");
+        }
+        // /metrics gives it the server's own families (no names), none of the jobs' or
+        // signals'.
+        let metrics = get_as(viewer, &s2.addr, "/metrics");
+        assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
+        let body = metrics.split_once("\r\n\r\n").unwrap().1;
+        assert!(body.contains("baton_serve_requests_total{"), "{body}");
+        assert!(
+            body.contains("baton_signals_live{host=\"host2\"} 0"),
+            "{body}"
+        );
+        let named = body
+            .lines()
+            .filter(|l| l.starts_with("baton_job_") || l.starts_with("baton_signal_"))
+            .collect::<Vec<_>>();
+        assert!(named.is_empty(), "{viewer}: {named:?}");
+    }
+}
+
+#[test]
+fn a_silent_peer_stalls_neither_the_server_nor_other_page_loads() {
+    let (silent, accepted) = stand_in_peer("127.0.0.73", |_| None);
+    let h = Host::new("host2");
+    raise(&h, "did_my_job");
+    let peers = peers_file(&h, &format!("silent {silent}\n"));
+    let peer_timeout = Duration::from_secs(4);
+    let s = h.serve(
+        "127.0.0.74",
+        "allow .* 127.0.0.1\n",
+        &["--peers", &peers, "--peer-timeout", "4s"],
+    );
+    let load = |addr: &str| {
+        let addr = addr.to_string();
+        std::thread::spawn(move || get(&addr, "/", None))
+    };
+    let mut loads = vec![load(&s.addr)];
+    wait_until(
+        "a page load asking the peer",
+        Duration::from_secs(20),
+        || accepted.load(Ordering::SeqCst) >= 1,
+    );
+    loads.extend((0..3).map(|_| load(&s.addr)));
+    // Four page loads are waiting on the peer (open connections: theirs and the scrape's).
+    wait_until("four page loads in flight", Duration::from_secs(20), || {
+        let m = get(&s.addr, "/metrics", None);
+        m.lines()
+            .find_map(|l| l.strip_prefix("baton_serve_connections{host=\"host2\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|n| n >= 5.0)
+    });
+    // Meanwhile the server answers everything else, well within the peer's time-out.
+    for path in ["/v1/health", "/v1/signals?match=did.*"] {
+        let started = Instant::now();
+        let answer = get(&s.addr, path, None);
+        let took = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+        assert!(
+            took < peer_timeout,
+            "{path} took {took:?} while page loads waited on a silent peer"
+        );
+    }
+    for page in loads {
+        let page = page.join().unwrap();
+        assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+        assert!(
+            page.contains("class=\"hostrow peer unreachable\" data-host=\"silent\"")
+                && page.contains("no answer within 4s"),
+            "{page}"
+        );
+    }
+    // The four page loads shared one round of asking: the peer was asked once.
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_host_listing_itself_in_another_case_is_shown_once() {
+    let h = Host::new("host14");
+    raise(&h, "did_my_job");
+    // The address does not matter: the name is this host's, whatever its case.
+    let peers = peers_file(&h, "Host14 127.0.0.75:9\nHOST14.other 127.0.0.75:9\n");
+    let s = h.serve("127.0.0.75", "allow .* 127.0.0.1\n", &["--peers", &peers]);
+    let page = get(&s.addr, "/", None);
+    assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+    let lower = page.to_lowercase();
+    assert_eq!(lower.matches("data-host=\"host14\"").count(), 1, "{page}");
+    // A different name is a different host.
+    assert!(page.contains("data-host=\"HOST14.other\""), "{page}");
+}
+
+#[test]
+fn two_servers_listing_each_other_both_render_under_concurrent_loads() {
+    let free = |ip: &str| {
+        let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let (a_addr, b_addr) = (free("127.0.0.76"), free("127.0.0.77"));
+    let list = format!("hosta {a_addr}\nhostb {b_addr}\n");
+    let start = |name: &str, addr: &str| {
+        let h = Host::new(name);
+        raise(&h, &format!("{name}_ready"));
+        let peers = peers_file(&h, &list);
+        let s = h.serve(addr, "allow .* 127.0.0.0/8\n", &["--peers", &peers]);
+        (h, s)
+    };
+    let (_ha, sa) = start("hosta", &a_addr);
+    let (_hb, sb) = start("hostb", &b_addr);
+    // Page loads on both at once: each server asks the other while being asked.
+    let loads: Vec<_> = [
+        (&sa, "hostb"),
+        (&sb, "hosta"),
+        (&sa, "hostb"),
+        (&sb, "hosta"),
+    ]
+    .into_iter()
+    .map(|(s, other)| {
+        let addr = s.addr.clone();
+        (other, std::thread::spawn(move || get(&addr, "/", None)))
+    })
+    .collect();
+    for (other, page) in loads {
+        let page = page.join().unwrap();
+        assert!(page.starts_with("HTTP/1.1 200 "), "{page}");
+        assert!(
+            page.contains(&format!("class=\"hostrow host\" data-host=\"{other}\""))
+                && page.contains(&format!("data-signal=\"{other}_ready\"")),
+            "{other} missing: {page}"
+        );
+        assert!(!page.contains("could not be asked"), "{page}");
+    }
+}
+
+/// A `/v1/signals` answer of `host` with `n` signals.
+fn signals_answer(host: &str, n: usize) -> String {
+    let signals: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"name":"{host}_sig{i}","host":"{host}","set_at":"2012-01-24T16:00:00Z","expires_at":"2012-01-24T18:00:00Z"}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"version":1,"host":"{host}","now":"2012-01-24T16:47:00Z","signals":[{}]}}"#,
+        signals.join(",")
+    )
+}
+
+/// A `/v1/history` answer of `host`: job `{host}_job{i}` with `runs[i]` ticks, a minute
+/// apart from 00:00.
+fn history_answer(host: &str, runs: &[usize]) -> String {
+    let jobs: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let ticks: Vec<String> = (0..*n)
+                .map(|i| {
+                    let at = format!("2012-01-24T{:02}:{:02}:00Z", (i / 60) % 24, i % 60);
+                    format!(
+                        r#"{{"run":"r{i}","start":"{at}","end":"{at}","outcome":"repaired","status":0}}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{"job":"{host}_job{j}","runs":[{}]}}"#, ticks.join(","))
+        })
+        .collect();
+    format!(
+        r#"{{"version":1,"host":"{host}","now":"2012-01-24T16:47:00Z","jobs":[{}]}}"#,
+        jobs.join(",")
+    )
+}
+
+#[test]
+fn old_and_hostile_peers_are_shown_within_the_pages_bounds() {
+    // An older baton-serve: signals, and 404 for /v1/history.
+    let (old, _) = stand_in_peer("127.0.0.79", |path| {
+        Some(match path.starts_with("/v1/signals") {
+            true => (200, signals_answer("old", 1)),
+            false => (404, r#"{"error":"no such resource"}"#.to_string()),
+        })
+    });
+    // A peer answering 70 000 ticks (7 MB): refused past 1 MiB, its signals still shown.
+    let (huge, _) = stand_in_peer("127.0.0.80", |path| {
+        Some(match path.starts_with("/v1/signals") {
+            true => (200, signals_answer("huge", 1)),
+            false => (200, history_answer("huge", &[70_000])),
+        })
+    });
+    // Under 1 MiB but past every other bound: 1 500 signals, 250 jobs, 600 ticks in one.
+    let (many, _) = stand_in_peer("127.0.0.81", |path| {
+        let mut runs = vec![1; 250];
+        runs[0] = 600;
+        Some(match path.starts_with("/v1/signals") {
+            true => (200, signals_answer("many", 1500)),
+            false => (200, history_answer("many", &runs)),
+        })
+    });
+    let h = Host::new("host2");
+    let peers = peers_file(&h, &format!("old {old}\nhuge {huge}\nmany {many}\n"));
+    let s = h.serve(
+        "127.0.0.82",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &["--peers", &peers],
+    );
+    let page = get(&s.addr, "/", None);
+    assert!(
+        page.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &page[..page.len().min(2000)]
+    );
+    assert!(page.len() < 1024 * 1024, "the page is {} bytes", page.len());
+    let row = |host: &str| {
+        let start = page
+            .find(&format!("class=\"hostrow host\" data-host=\"{host}\""))
+            .unwrap_or_else(|| panic!("no answered row for {host}"));
+        let rest = &page[start..];
+        let end = rest[1..]
+            .find("class=\"hostrow")
+            .map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    let old_row = row("old");
+    assert!(
+        old_row.contains("no history (older baton-serve)")
+            && old_row.contains("data-signal=\"old_sig0\""),
+        "{old_row}"
+    );
+    let huge_row = row("huge");
+    assert!(
+        huge_row.contains("its jobs could not be asked: bad answer: too large")
+            && huge_row.contains("data-signal=\"huge_sig0\"")
+            && !huge_row.contains("data-job="),
+        "{huge_row}"
+    );
+    let many_row = row("many");
+    assert_eq!(many_row.matches("data-signal=\"many_sig").count(), 1000);
+    assert_eq!(many_row.matches("data-job=\"many_job").count(), 200);
+    assert!(
+        many_row.contains("1500 signals: the first 1000 shown")
+            && many_row.contains("250 jobs: the first 200 shown"),
+        "{}",
+        &many_row[..2000]
+    );
+    let job0 = &many_row[many_row.find("data-job=\"many_job0\"").unwrap()..];
+    let job0 = &job0[..job0.find("class=\"row ").unwrap()];
+    assert_eq!(
+        job0.matches("class=\"mark ").count(),
+        500,
+        "the newest 500 ticks"
+    );
+}
+
+#[test]
+fn head_answers_as_get_without_a_body_and_405_names_the_methods() {
+    let (h, s) = upstream(
+        "host1",
+        "127.0.0.83",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &["did_my_job"],
+        &[],
+    );
+    succeed(&h, "2012-01-24T16:00:00Z", "my_job");
+    let ask = |method: &str, path: &str| {
+        let answer = raw(
+            &s.addr,
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        (head.to_lowercase(), body.to_string())
+    };
+    let length = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(str::to_string)
+    };
+    for path in [
+        "/v1/health",
+        "/v1/signals?match=.*",
+        "/v1/history",
+        "/",
+        "/metrics",
+    ] {
+        let (get_head, get_body) = ask("GET", path);
+        let (head, body) = ask("HEAD", path);
+        assert!(head.starts_with("http/1.1 200 "), "HEAD {path}: {head}");
+        assert_eq!(body, "", "HEAD {path} has no body");
+        assert!(get_head.starts_with("http/1.1 200 ") && !get_body.is_empty());
+        // The length of the body GET gives (/metrics' counters move between the two).
+        if path != "/metrics" {
+            assert_eq!(length(&head), Some(get_body.len().to_string()), "{path}");
+        }
+    }
+    // HEAD is admitted as GET is: refused alike to a peer admitted to nothing.
+    let mut c = connect_from("127.0.0.9", &s.addr).unwrap();
+    c.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut refused = String::new();
+    let _ = c.read_to_string(&mut refused);
+    assert!(
+        refused.starts_with("HTTP/1.1 403 ") && refused.ends_with("\r\n\r\n"),
+        "{refused}"
+    );
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let (head, _) = ask(method, "/v1/signals");
+        assert!(head.starts_with("http/1.1 405 "), "{method}: {head}");
+        assert!(head.contains("\r\nallow: get, head"), "{method}: {head}");
+    }
 }

@@ -151,10 +151,16 @@ fn out_of_descriptors_the_server_answers_503_without_spinning_and_recovers() {
     let mut idle: Vec<std::net::TcpStream> = (0..80)
         .map(|_| connect_from("127.0.0.9", &s.addr).unwrap())
         .collect();
+    // The 503s seen, to find them counted in /metrics.
+    let mut busy = 0;
     wait_until(
         "the server to run out of descriptors",
         Duration::from_secs(20),
-        || get(&s.addr, "/v1/health", None).starts_with("HTTP/1.1 503"),
+        || {
+            let out = get(&s.addr, "/v1/health", None).starts_with("HTTP/1.1 503");
+            busy += usize::from(out);
+            out
+        },
     );
     // Over a window of requests, each is answered 503 (or closed), none hangs, and the
     // server uses a small part of one CPU.
@@ -175,6 +181,7 @@ fn out_of_descriptors_the_server_answers_503_without_spinning_and_recovers() {
             answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
             "{answer}"
         );
+        busy += usize::from(!answer.is_empty());
         std::thread::sleep(Duration::from_millis(100)); // the clients' pace, not a wait
     }
     let used = cpu_ticks(pid) - before;
@@ -189,6 +196,18 @@ fn out_of_descriptors_the_server_answers_503_without_spinning_and_recovers() {
     wait_until("the server to recover", Duration::from_secs(20), || {
         get(&s.addr, "/v1/health", None).starts_with("HTTP/1.1 200")
     });
+    // Each refusal is counted, as an answer and by its reason (some were told 503 while
+    // this client saw a reset).
+    let metrics = get(&s.addr, "/metrics", None);
+    let counted = |series: &str| sample(&metrics, series).unwrap_or(0.0);
+    let refused = counted(
+        "baton_serve_connections_refused_total{host=\"host1\",reason=\"out_of_descriptors\"}",
+    );
+    let told = counted("baton_serve_requests_total{host=\"host1\",code=\"503\"}");
+    assert!(
+        busy > 0 && told >= busy as f64 && refused >= told,
+        "{busy} 503s seen, {told} counted, {refused} refused:\n{metrics}"
+    );
     assert!(s.alive());
 }
 
@@ -224,4 +243,115 @@ fn sigterm_stops_accepting_drains_and_exits_zero() {
         std::net::TcpStream::connect(&s.addr).is_err(),
         "still accepting"
     );
+}
+
+/// The value of the sample `series` (`name{labels}` as written) in an exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// One answer read off a kept-alive connection: head and `Content-Length` bytes of body.
+fn read_answer(c: &mut std::net::TcpStream) -> (String, String) {
+    let head = crate::util::read_head(c);
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase()
+                .strip_prefix("content-length: ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).unwrap();
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn answers_given_before_the_service_and_refused_connections_are_counted() {
+    let (_h, s) = upstream(
+        "host1",
+        "127.0.0.2",
+        "allow .* 127.0.0.1\n",
+        &["did_my_job"],
+        &[
+            "--max-connections",
+            "5",
+            "--max-per-peer",
+            "2",
+            "--head-timeout",
+            "60s",
+            "-q",
+        ],
+    );
+    // Hyper's own answers: a head past 8 KiB (431), one it cannot parse (400).
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    for (from, head, status) in [
+        ("127.0.0.3", big.as_bytes(), "431"),
+        ("127.0.0.4", b"GET\x01 / HTTP/1.1\r\n\r\n", "400"),
+    ] {
+        let mut c = connect_from(from, &s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.write_all(head).unwrap();
+        // Read to the close (the client may see a reset instead of the 431).
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+    }
+    // A kept-alive connection to scrape with once the server is full.
+    let mut scrape = std::net::TcpStream::connect(&s.addr).unwrap();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut metrics = || {
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let (head, text) = read_answer(&mut scrape);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        text
+    };
+    // The server has let the closed connections go: the scrape's is the one open.
+    wait_until(
+        "the closed connections let go",
+        Duration::from_secs(20),
+        || sample(&metrics(), "baton_serve_connections{host=\"host1\"}") == Some(1.0),
+    );
+    let refused = |from: &str| {
+        let mut c = connect_from(from, &s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{from}: {answer}");
+    };
+    // Past --max-per-peer from one address, then past --max-connections.
+    let a: Vec<_> = (0..2)
+        .map(|_| connect_from("127.0.0.9", &s.addr).unwrap())
+        .collect();
+    refused("127.0.0.9");
+    let b: Vec<_> = (0..2)
+        .map(|_| connect_from("127.0.0.10", &s.addr).unwrap())
+        .collect();
+    refused("127.0.0.11");
+    let text = metrics();
+    let count = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series}: {text}"));
+    for (code, n) in [("503", 2.0), ("431", 1.0), ("400", 1.0)] {
+        let series = format!("baton_serve_requests_total{{host=\"host1\",code=\"{code}\"}}");
+        assert_eq!(count(&series), n, "{series} in\n{text}");
+    }
+    for (reason, n) in [
+        ("max_per_peer", 1.0),
+        ("max_connections", 1.0),
+        ("out_of_descriptors", 0.0),
+    ] {
+        let series =
+            format!("baton_serve_connections_refused_total{{host=\"host1\",reason=\"{reason}\"}}");
+        assert_eq!(count(&series), n, "{series} in\n{text}");
+    }
+    drop((a, b));
 }

@@ -215,7 +215,7 @@ impl Host {
         std::fs::rename(&tmp, self.dir.join("now")).unwrap();
     }
 
-    /// Start `baton-serve` for this host on `ip` (port 0: the kernel picks one), with
+    /// Start `baton-serve` for this host on `ip` (without a port, the kernel picks one), with
     /// `access` as its access file, its clock read from the host's clock file.
     pub fn serve(&self, ip: &str, access: &str, extra: &[&str]) -> Server {
         self.serve_under(&[], ip, access, extra)
@@ -247,7 +247,12 @@ impl Host {
             }
         };
         without_baton_env(&mut cmd);
-        cmd.args(["--listen", &format!("{ip}:0"), "--access"])
+        // An address without a port gets one the kernel picks.
+        let listen = match ip.contains(':') {
+            true => ip.to_string(),
+            false => format!("{ip}:0"),
+        };
+        cmd.args(["--listen", &listen, "--access"])
             .arg(self.dir.join("access"))
             .args(extra)
             .current_dir(&self.dir.path)
@@ -473,6 +478,16 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// Read an HTTP head (request or answer) off `conn`, up to its blank line or the end.
+pub fn read_head(conn: &mut impl std::io::Read) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// The repository root.

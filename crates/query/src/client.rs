@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// How many hosts are asked at the same moment.
 const MAX_IN_FLIGHT: usize = 64;
+/// The largest answer read from a peer unless told ([`Client::with_answer_limit`]).
+pub const MAX_ANSWER: u64 = 10 * 1024 * 1024;
 
 /// A host to ask: `host`, `host:port`, `[v6]:port`, or with `http://` / `https://`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +218,8 @@ fn certificate_fix(text: &str) -> Option<String> {
 pub struct Client {
     agent: ureq::Agent,
     timeout: Duration,
+    /// The most bytes of an answer read; a longer one is a bad answer.
+    max_answer: u64,
 }
 
 impl Client {
@@ -230,7 +234,14 @@ impl Client {
         Client {
             agent: builder.build(),
             timeout,
+            max_answer: MAX_ANSWER,
         }
+    }
+
+    /// Refuse answers longer than `bytes` ("bad answer: too large").
+    pub fn with_answer_limit(mut self, bytes: u64) -> Client {
+        self.max_answer = bytes;
+        self
     }
 
     /// Ask one peer for its signals whose whole name matches `pattern`. The error is one
@@ -239,9 +250,14 @@ impl Client {
         self.get_json(target, &signals_request(pattern))
     }
 
-    /// Ask one peer for the last day of the jobs it admits us to (outcomes and timings).
-    pub fn history(&self, target: &Target) -> std::result::Result<HistoryReply, String> {
-        self.get_json(target, HISTORY_PATH)
+    /// Ask one peer for the last day of the jobs it admits us to (outcomes and timings);
+    /// `None` when it has no such route (404: a baton-serve older than `/v1/history`).
+    pub fn history(&self, target: &Target) -> std::result::Result<Option<HistoryReply>, String> {
+        match self.get_body(target, HISTORY_PATH) {
+            Ok(body) => parse_answer(&body).map(Some),
+            Err((404, _)) => Ok(None),
+            Err((_, why)) => Err(why),
+        }
     }
 
     /// One GET of `path`, its JSON answer parsed as `T`.
@@ -250,29 +266,51 @@ impl Client {
         target: &Target,
         path: &str,
     ) -> std::result::Result<T, String> {
+        parse_answer(&self.get_body(target, path).map_err(|(_, why)| why)?)
+    }
+
+    /// One GET of `path`: the body of a 2xx answer, at most `max_answer` bytes; else the
+    /// HTTP status (0 when none came) and one short reason.
+    fn get_body(&self, target: &Target, path: &str) -> std::result::Result<String, (u16, String)> {
         let request = self.agent.get(&target.url(path));
         match request.call() {
-            Ok(response) => {
-                let body = response
-                    .into_string()
-                    .map_err(|e| format!("bad answer: {e}"))?;
-                serde_json::from_str::<T>(&body).map_err(|e| format!("bad answer: {e}"))
-            }
+            Ok(response) => self.read_body(response).map_err(|why| (0, why)),
             Err(ureq::Error::Status(code, response)) => {
-                let why = response
-                    .into_string()
+                let why = self
+                    .read_body(response)
                     .ok()
                     .and_then(|b| serde_json::from_str::<ErrorReply>(&b).ok())
                     .map(|b| b.error)
                     .unwrap_or_default();
-                Err(match code {
-                    401 => format!("authentication refused (401): {why}"),
-                    403 => format!("access denied (403): {why}"),
-                    _ => format!("HTTP {code}: {why}"),
-                })
+                Err((
+                    code,
+                    match code {
+                        401 => format!("authentication refused (401): {why}"),
+                        403 => format!("access denied (403): {why}"),
+                        _ => format!("HTTP {code}: {why}"),
+                    },
+                ))
             }
-            Err(ureq::Error::Transport(t)) => Err(self.transport_reason(&t, target.https)),
+            Err(ureq::Error::Transport(t)) => Err((0, self.transport_reason(&t, target.https))),
         }
+    }
+
+    /// An answer's body, refused past `max_answer` bytes.
+    fn read_body(&self, response: ureq::Response) -> std::result::Result<String, String> {
+        use std::io::Read;
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(self.max_answer.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| format!("bad answer: {e}"))?;
+        if body.len() as u64 > self.max_answer {
+            return Err(format!(
+                "bad answer: too large (over {} KiB)",
+                self.max_answer / 1024
+            ));
+        }
+        String::from_utf8(body).map_err(|_| "bad answer: not UTF-8".to_string())
     }
 
     fn transport_reason(&self, t: &ureq::Transport, https: bool) -> String {
@@ -326,29 +364,42 @@ impl Client {
     }
 }
 
+/// A JSON answer parsed as `T`.
+fn parse_answer<T: serde::de::DeserializeOwned>(body: &str) -> std::result::Result<T, String> {
+    serde_json::from_str::<T>(body).map_err(|e| format!("bad answer: {e}"))
+}
+
 /// Ask every target with `ask`, at most [`MAX_IN_FLIGHT`] at a time; answers in order.
 pub fn ask_each<T: Sync>(
     targets: &[T],
     ask: impl Fn(&T) -> std::result::Result<SignalsReply, String> + Sync,
 ) -> Vec<std::result::Result<SignalsReply, String>> {
-    let next = AtomicUsize::new(0);
-    let answers = std::sync::Mutex::new(vec![None; targets.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..targets.len().min(MAX_IN_FLIGHT) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(target) = targets.get(i) else { break };
-                let answer = ask(target);
-                answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
-            });
-        }
-    });
-    answers
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
+    in_parallel(targets, MAX_IN_FLIGHT, ask)
         .into_iter()
         .map(|a| a.unwrap_or_else(|| Err("not asked".into())))
         .collect()
+}
+
+/// `f` of every item, on at most `limit` threads at a time; results in the items' order
+/// (each is `Some` once the threads are joined: a panic in `f` reaches the caller).
+pub fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    limit: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<Option<R>> {
+    let next = AtomicUsize::new(0);
+    let results = std::sync::Mutex::new((0..items.len()).map(|_| None).collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        for _ in 0..items.len().min(limit.max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let result = f(item);
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The command line of `baton-serve`.
 
 use crate::http::{default_per_peer, tls_config, Limits};
-use crate::serve::{PeerView, ServeConfig, Server};
+use crate::relay::PeerView;
+use crate::serve::{ServeConfig, Server};
 use baton_core::cli::SiteArgs;
 use baton_core::error::{finish, parse_args, stdout_error, ExitStatus, EXIT_TRUE};
 use baton_core::{Duration, Error, Result};
@@ -70,8 +71,10 @@ pub struct ServeCli {
     pub idle_timeout: Duration,
 
     /// Show these peers on the status page too ('NAME ADDRESS[:PORT]' per line, as for
-    /// baton-query); this host's own line is left out. Not read from BATON_PEERS: a
-    /// crontab's peers file is not a request to ask every peer at each page load
+    /// baton-query), as far as the access file admits the viewer to their signals and
+    /// jobs; this host's own line (its name in any case) and cfengine:// lines (no Baton
+    /// history to show) are left out. Not read from BATON_PEERS: a crontab's peers file is
+    /// not a request to ask every peer at each page load
     #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
 
@@ -169,6 +172,7 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
         site,
         log_requests: !cli.quiet,
         peers,
+        peer_timeout: cli.peer_timeout.std(),
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
@@ -197,7 +201,8 @@ fn run(cli: ServeCli) -> Result<ExitStatus> {
     Ok(EXIT_TRUE)
 }
 
-/// The peers of `path` but this host, and a client that asks them: over HTTPS with
+/// The peers of `path` but this host (its name in any case: host names are
+/// case-insensitive) and CFEngine hosts, and a client that asks them: over HTTPS with
 /// `--peer-ca` or `--peer-pin`, presenting this server's own identity (`--tls-cert`,
 /// `--tls-key`) as its client certificate, so a peer's access file admits it by `key:ID`.
 fn peer_view(
@@ -236,7 +241,7 @@ fn peer_view(
     let peers = Peers::load(path)?;
     let targets = peers
         .names()
-        .filter(|n| *n != site.host)
+        .filter(|n| !n.eq_ignore_ascii_case(&site.host))
         // A CFEngine host (cfengine://) has no Baton history to show.
         .filter(|n| {
             !peers

@@ -10,11 +10,16 @@
 //! - open connections: `max_connections` in all and `max_per_peer` from one source
 //!   address, which is below the global cap, so one peer cannot lock the others out; past
 //!   either, a plain-HTTP connection is answered 503 and closed (a TLS one is closed);
+//!   each refusal is counted ([`Counts`]), as are the answers hyper gives itself (400 and
+//!   431 to a request head it cannot take);
 //! - accept errors: when the process is out of descriptors (EMFILE), a reserved descriptor
 //!   is freed to take the waiting connection, answer it 503 and close it; other errors back
 //!   off (up to a second) rather than spin;
 //! - request bodies are never read: a request that has one is answered with
 //!   `Connection: close`;
+//! - a handler's work that may block (asking other hosts) runs on tokio's blocking
+//!   threads ([`Answer::Blocking`]), never on the runtime's workers, which keep serving
+//!   the other connections meanwhile;
 //! - on stop, the listener closes, idle connections are closed and in-flight requests are
 //!   finished within `drain_timeout`.
 
@@ -25,13 +30,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -98,18 +103,95 @@ impl Request {
     }
 }
 
-/// A response: a status, a body and its content type.
+/// A response: a status, a body and its content type, and any other header.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// More headers (`Allow` on a 405).
+    pub headers: Vec<(&'static str, &'static str)>,
 }
 
 /// The content type of the protocol's answers.
 pub const JSON: &str = "application/json";
 
-pub type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+/// What a handler gives for a request: the response, or the work that makes it when that
+/// work may block (it then runs on a blocking thread, off the runtime's workers).
+pub enum Answer {
+    Ready(Response),
+    Blocking(Box<dyn FnOnce() -> Response + Send>),
+}
+
+pub type Handler = dyn Fn(&Request) -> Answer + Send + Sync;
+
+/// Why a connection was refused as it was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_connections` were open.
+    MaxConnections,
+    /// `max_per_peer` were open from its address.
+    MaxPerPeer,
+    /// The process was out of file descriptors.
+    OutOfDescriptors,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [
+        Refusal::MaxConnections,
+        Refusal::MaxPerPeer,
+        Refusal::OutOfDescriptors,
+    ];
+
+    /// The `reason` label of `baton_serve_connections_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::MaxPerPeer => "max_per_peer",
+            Refusal::OutOfDescriptors => "out_of_descriptors",
+        }
+    }
+}
+
+/// What the HTTP layer refused or answered itself, before any handler saw a request.
+#[derive(Debug, Default)]
+pub struct Counts {
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Answers given without the handler, by status: 503 to a refused plain-HTTP
+    /// connection, hyper's 400 and 431 to a request head it cannot take.
+    answered: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Counts {
+    fn refuse(&self, why: Refusal, answered: bool) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+        if answered {
+            self.answer(503);
+        }
+    }
+
+    fn answer(&self, status: u16) {
+        *self
+            .answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    /// Connections refused, by why.
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// Answers given without the handler, by status.
+    pub fn answered(&self) -> BTreeMap<u16, u64> {
+        self.answered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
 
 /// A bound listener, ready to serve.
 pub struct HttpServer {
@@ -119,6 +201,8 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     /// Connections open now (`/metrics` reports it).
     pub open: Arc<AtomicUsize>,
+    /// What was refused or answered before a handler (`/metrics` reports it).
+    pub counts: Arc<Counts>,
 }
 
 /// What a connection over a cap is told before it is closed.
@@ -145,6 +229,7 @@ impl HttpServer {
             limits,
             addr,
             open: Arc::new(AtomicUsize::new(0)),
+            counts: Arc::default(),
         })
     }
 
@@ -184,6 +269,7 @@ impl HttpServer {
             }
             let _ = stopped_tx.send(true);
         });
+        let counts = self.counts;
         let mut reserve = Reserve::open();
         let mut backoff = Backoff::default();
         loop {
@@ -202,7 +288,7 @@ impl HttpServer {
                     // waiting connections with the reserved descriptor, tell each that the
                     // server is busy, and keep the reserve for the next time.
                     reserve.release();
-                    match refuse_waiting(listener.get_ref(), tls.is_some()) {
+                    match refuse_waiting(listener.get_ref(), tls.is_some(), &counts) {
                         Refused::Drained => ready.clear_ready(),
                         Refused::More => {}
                         Refused::Failed => backoff.wait().await,
@@ -226,9 +312,10 @@ impl HttpServer {
             reserve = reserve.or_open();
             let peer = from.ip().to_canonical();
             let slot = match Slots::take(&slots, peer) {
-                Some(slot) if reserve.held() => slot,
-                _ => {
-                    busy(&tcp, tls.is_some());
+                Ok(slot) if reserve.held() => slot,
+                taken => {
+                    let why = taken.err().unwrap_or(Refusal::OutOfDescriptors);
+                    counts.refuse(why, busy(&tcp, tls.is_some()));
                     continue;
                 }
             };
@@ -238,6 +325,7 @@ impl HttpServer {
             let _ = tcp.set_nodelay(true);
             let io = Timed::new(tcp, &limits);
             let (handler, limits, tls) = (Arc::clone(&handler), Arc::clone(&limits), tls.clone());
+            let counts = Arc::clone(&counts);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let _slot = slot;
@@ -256,11 +344,12 @@ impl HttpServer {
                             .map(|cert| baton_identity::fingerprint(cert.as_ref()));
                         let io = TokioIo::new(stream);
                         let who = (peer, client);
-                        connection(io, who, clock, &limits, handler, watcher).await;
+                        connection(io, who, clock, &limits, handler, watcher, &counts).await;
                     }
                     None => {
                         let io = TokioIo::new(io);
-                        connection(io, (peer, None), clock, &limits, handler, watcher).await;
+                        let who = (peer, None);
+                        connection(io, who, clock, &limits, handler, watcher, &counts).await;
                     }
                 }
             });
@@ -307,6 +396,7 @@ async fn connection<I>(
     limits: &Limits,
     handler: Arc<Handler>,
     watcher: hyper_util::server::graceful::Watcher,
+    counts: &Counts,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -335,33 +425,70 @@ async fn connection<I>(
                 .headers()
                 .get(hyper::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
+        // The head is read: no deadline while the handler works (it bounds itself).
+        set_phase(&clock, Phase::Answering);
         let answer = handler(&request);
-        // The answer has been made: from here the client has `idle` to take it and send
-        // the next request's first byte.
-        set_phase(&clock, Phase::Idle(Instant::now() + idle));
-        let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
-        *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
-            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static(answer.content_type),
-        );
-        if has_body {
-            // The body is never read: the connection cannot carry another request.
+        let clock = Arc::clone(&clock);
+        async move {
+            let answer =
+                match answer {
+                    Answer::Ready(response) => response,
+                    Answer::Blocking(work) => tokio::task::spawn_blocking(work)
+                        .await
+                        .unwrap_or_else(|_| Response {
+                            status: 500,
+                            content_type: JSON,
+                            body: r#"{"error":"internal error"}"#.into(),
+                            headers: Vec::new(),
+                        }),
+                };
+            // The answer has been made: from here the client has `idle` to take it and
+            // send the next request's first byte.
+            set_phase(&clock, Phase::Idle(Instant::now() + idle));
+            let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
+            *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
+                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+            let headers = response.headers_mut();
             headers.insert(
-                hyper::header::CONNECTION,
-                hyper::header::HeaderValue::from_static("close"),
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(answer.content_type),
             );
+            for (name, value) in answer.headers {
+                headers.insert(name, hyper::header::HeaderValue::from_static(value));
+            }
+            if has_body {
+                // The body is never read: the connection cannot carry another request.
+                headers.insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
         }
-        std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut builder = http1::Builder::new();
     builder
         .max_buf_size(limits.max_head.max(8192))
         .keep_alive(true)
         .header_read_timeout(None);
-    let _ = watcher.watch(builder.serve_connection(io, service)).await;
+    if let Err(e) = watcher.watch(builder.serve_connection(io, service)).await {
+        if let Some(status) = automatic_answer(&e) {
+            counts.answer(status);
+        }
+    }
+}
+
+/// The answer hyper gave itself before closing a connection on `e`, if it gave one: a
+/// request head it could not parse is answered 400, one over `max_head` 431 (an HTTP/2
+/// preface is not answered).
+fn automatic_answer(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_version_h2() {
+        None
+    } else if e.is_parse_too_large() {
+        Some(431)
+    } else {
+        Some(400)
+    }
 }
 
 /// Where a connection is in its life, and the instant it must have moved on by.
@@ -371,6 +498,8 @@ enum Phase {
     Head(Instant),
     /// Between requests: the next byte starts a head; closed at the deadline.
     Idle(Instant),
+    /// A request is being answered: no deadline (the handler bounds its own work).
+    Answering,
 }
 
 fn set_phase(clock: &Mutex<Phase>, phase: Phase) {
@@ -410,6 +539,7 @@ impl Timed {
     fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let deadline = match self.phase() {
             Phase::Head(d) | Phase::Idle(d) => d,
+            Phase::Answering => return Poll::Pending,
         };
         if deadline < self.armed {
             self.sleep.as_mut().reset(deadline);
@@ -504,20 +634,28 @@ impl Slots {
         }
     }
 
-    fn take(slots: &Arc<Slots>, peer: IpAddr) -> Option<Slot> {
+    /// A place for a connection from `peer`, or the cap it is over.
+    fn take(slots: &Arc<Slots>, peer: IpAddr) -> std::result::Result<Slot, Refusal> {
         let mut open = slots.open.lock().unwrap_or_else(|p| p.into_inner());
         let (total, by_peer) = &mut *open;
         let mine = by_peer.entry(peer).or_insert(0);
-        if *total >= slots.max || *mine >= slots.per_peer {
+        let over = if *mine >= slots.per_peer {
+            Some(Refusal::MaxPerPeer)
+        } else if *total >= slots.max {
+            Some(Refusal::MaxConnections)
+        } else {
+            None
+        };
+        if let Some(why) = over {
             if *mine == 0 {
                 by_peer.remove(&peer);
             }
-            return None;
+            return Err(why);
         }
         *mine += 1;
         *total += 1;
         slots.gauge.store(*total, Ordering::Relaxed);
-        Some(Slot {
+        Ok(Slot {
             slots: Arc::clone(slots),
             peer,
         })
@@ -540,12 +678,10 @@ impl Drop for Slot {
 }
 
 /// Tell a connection over a cap that the server is busy (plain HTTP only: a TLS client
-/// cannot read it), without waiting, and close it.
-fn busy(mut tcp: &std::net::TcpStream, tls: bool) {
-    if !tls {
-        // Non-blocking: a fresh socket's send buffer takes it at once.
-        let _ = tcp.write(BUSY);
-    }
+/// cannot read it), without waiting, and close it. Whether it was told.
+fn busy(mut tcp: &std::net::TcpStream, tls: bool) -> bool {
+    // Non-blocking: a fresh socket's send buffer takes it at once.
+    !tls && tcp.write(BUSY).is_ok_and(|n| n == BUSY.len())
 }
 
 /// How refusing the waiting connections ended.
@@ -560,14 +696,13 @@ enum Refused {
 
 /// Accept the connections waiting on the listener, answer each 503 (plain HTTP) and close
 /// it, one descriptor at a time.
-fn refuse_waiting(listener: &std::net::TcpListener, tls: bool) -> Refused {
+fn refuse_waiting(listener: &std::net::TcpListener, tls: bool, counts: &Counts) -> Refused {
     // Bounded, so that a flood cannot keep the loop from its other work.
     for _ in 0..256 {
         match listener.accept() {
             Ok((conn, _)) => {
-                if conn.set_nonblocking(true).is_ok() {
-                    busy(&conn, tls);
-                }
+                let told = conn.set_nonblocking(true).is_ok() && busy(&conn, tls);
+                counts.refuse(Refusal::OutOfDescriptors, told);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Refused::Drained,
             Err(_) => return Refused::Failed,
@@ -724,12 +859,20 @@ mod tests {
         let c: IpAddr = "192.0.2.3".parse().unwrap();
         let a1 = Slots::take(&slots, a).unwrap();
         let _a2 = Slots::take(&slots, a).unwrap();
-        assert!(Slots::take(&slots, a).is_none(), "a third from one peer");
+        assert_eq!(
+            Slots::take(&slots, a).err(),
+            Some(Refusal::MaxPerPeer),
+            "a third from one peer"
+        );
         let _b1 = Slots::take(&slots, b).unwrap();
         let _b2 = Slots::take(&slots, b).unwrap();
-        assert!(Slots::take(&slots, c).is_none(), "past the global cap");
+        assert_eq!(
+            Slots::take(&slots, c).err(),
+            Some(Refusal::MaxConnections),
+            "past the global cap"
+        );
         drop(a1);
-        assert!(Slots::take(&slots, c).is_some(), "a freed slot is reused");
+        assert!(Slots::take(&slots, c).is_ok(), "a freed slot is reused");
         assert_eq!(slots.open.lock().unwrap().1.get(&a), Some(&1));
     }
 

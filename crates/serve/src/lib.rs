@@ -9,5 +9,6 @@ pub mod access;
 pub mod cli;
 pub mod http;
 pub mod metrics;
+pub mod relay;
 pub mod serve;
 pub mod status;

@@ -1,7 +1,10 @@
 //! `GET /metrics`: this host's job and signal families (`baton_launch::metrics`, the
-//! jobs and signals the asking peer is admitted to) and the server's own: requests by
-//! status, open connections, and the time to answer a request as a histogram.
+//! jobs and signals the asking peer is admitted to) and the server's own: answers by
+//! status (those the HTTP layer gave before any handler included), connections refused
+//! by why, open connections, and the time to answer a request as a histogram. The
+//! server's own families name nothing but this host: every admitted peer gets them.
 
+use crate::http::{Counts, Refusal};
 use baton_launch::metrics::{job_summaries, render_host, Exposition, Kind, SignalView};
 use baton_store::Signal;
 use std::collections::BTreeMap;
@@ -25,12 +28,15 @@ pub struct ServerMetrics {
     total_nanos: AtomicU64,
     /// Connections open now (the HTTP server keeps it).
     pub connections: Arc<AtomicUsize>,
+    /// What the HTTP server refused or answered before a handler.
+    pub http: Arc<Counts>,
 }
 
 impl ServerMetrics {
-    pub fn new(connections: Arc<AtomicUsize>) -> ServerMetrics {
+    pub fn new(connections: Arc<AtomicUsize>, http: Arc<Counts>) -> ServerMetrics {
         ServerMetrics {
             connections,
+            http,
             ..ServerMetrics::default()
         }
     }
@@ -61,16 +67,32 @@ impl ServerMetrics {
         ex.family(
             requests,
             Kind::Counter,
-            "Requests answered, by HTTP status.",
+            "Answers given, by HTTP status, including those given before a request reached the service (503 to a refused connection, 400 and 431 to a bad request head).",
         );
-        let counts = self
+        let mut counts = self
             .requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        for (code, n) in self.http.answered() {
+            *counts.entry(code).or_default() += n;
+        }
         for (code, n) in counts {
             let code = code.to_string();
             ex.sample(requests, &[("host", host), ("code", &code)], n as f64);
+        }
+        let refused = "baton_serve_connections_refused_total";
+        ex.family(
+            refused,
+            Kind::Counter,
+            "Connections refused as they were accepted, by reason: max_connections, max_per_peer, out_of_descriptors.",
+        );
+        for why in Refusal::ALL {
+            ex.sample(
+                refused,
+                &[("host", host), ("reason", why.label())],
+                self.http.refused(why) as f64,
+            );
         }
         let connections = "baton_serve_connections";
         ex.family(connections, Kind::Gauge, "Connections open now.");

@@ -1,12 +1,15 @@
 //! The peer service behind `baton-serve`: answers `GET /v1/signals?match=REGEX` with this
 //! host's live signals that the asking peer is admitted to see, `GET /v1/history` with
 //! its jobs' recent ticks, `GET /metrics` (`crate::metrics`) and `GET /` (the status
-//! page, `crate::status`), all behind the same admission.
+//! page, `crate::status`, with what `crate::relay` asked of `--peers`), all behind the
+//! same admission. `HEAD` is answered as `GET` (hyper leaves the body out); any other
+//! method gets 405 with `Allow: GET, HEAD`.
 
 use crate::access::{Peer, Rules};
-use crate::http::{HttpServer, Limits, Request, Response, JSON};
+use crate::http::{Answer, HttpServer, Limits, Request, Response, JSON};
 use crate::metrics::ServerMetrics;
-use crate::status::{HostStatus, PeerStatus};
+use crate::relay::{PeerView, Relay};
+use crate::status::{HostStatus, MAX_RUNS};
 use baton_core::cli::Site;
 use baton_core::{name, Error, Result};
 use baton_identity::KeyRing;
@@ -15,7 +18,6 @@ use baton_proto::{
     query_param, ErrorReply, HealthReply, HistoryReply, PeerJob, PeerRun, PeerSignal, SignalsReply,
     API_VERSION, HEALTH_PATH, HISTORY_PATH, MATCH_PARAM, METRICS_PATH, SIGNALS_PATH, STATUS_PATH,
 };
-use baton_query::{Client, Target};
 use baton_store::{FileStore, SignalStore};
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,21 +46,35 @@ pub struct ServeConfig {
     pub log_requests: bool,
     /// The peers the status page also shows, and how to ask them.
     pub peers: Option<PeerView>,
-}
-
-/// The peers `--peers` names (this host left out), and the client that asks them.
-pub struct PeerView {
-    pub peers: Vec<Target>,
-    pub client: Client,
+    /// How long the status page waits for each peer (`--peer-timeout`).
+    pub peer_timeout: Duration,
 }
 
 /// A reply: status, content type and body.
 type Reply = (u16, &'static str, String);
 
+/// A request's outcome: the key identity (if any), the reply, and what the log says of a
+/// refusal that the peer is not told.
+type Done = (Option<String>, Reply, Option<String>);
+
+/// Where [`Shared::answer`] sends a request.
+enum Routed {
+    Done(Done),
+    /// The status page, for an admitted viewer: made on a blocking thread, since it may
+    /// ask `--peers`.
+    Page {
+        key: Option<String>,
+        peer: Peer,
+        rules: Arc<Rules>,
+        now: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// The methods every route answers.
+const ALLOW: &str = "GET, HEAD";
+
 /// The most of a run's log the status page shows: its end.
 const OUTPUT_TAIL: u64 = 4096;
-/// The most ticks per job `/v1/history` and the status page carry.
-const MAX_RUNS: usize = 500;
 
 /// The access rules in force and what the file looked like when they were read.
 struct Loaded {
@@ -76,7 +92,7 @@ struct Shared {
     log_requests: bool,
     patterns: PatternCache,
     metrics: ServerMetrics,
-    peers: Option<PeerView>,
+    relay: Option<Relay>,
 }
 
 /// Compiled match patterns: peers ask the same few again and again, and compiling a
@@ -134,6 +150,7 @@ impl Server {
         let http = HttpServer::bind(&config.listen, config.tls, config.limits)?;
         let addr = http.addr.to_string();
         let open = Arc::clone(&http.open);
+        let counts = Arc::clone(&http.counts);
         let store = FileStore::serving(&config.site.state_dir, &config.site.host);
         Ok(Server {
             http,
@@ -149,8 +166,8 @@ impl Server {
                 keys_path: config.keys_path,
                 log_requests: config.log_requests,
                 patterns: PatternCache::default(),
-                metrics: ServerMetrics::new(open),
-                peers: config.peers,
+                metrics: ServerMetrics::new(open, counts),
+                relay: config.peers.map(|v| Relay::new(v, config.peer_timeout)),
             }),
             addr,
         })
@@ -255,9 +272,31 @@ impl Shared {
         Arc::clone(&self.access.read().unwrap_or_else(|p| p.into_inner()).rules)
     }
 
-    fn handle(&self, request: &Request) -> Response {
+    fn handle(self: &Arc<Self>, request: &Request) -> Answer {
         let started = Instant::now();
-        let (identity, (status, content_type, body), detail) = self.answer(request);
+        match self.answer(request) {
+            Routed::Done(done) => Answer::Ready(self.finish(request, started, done)),
+            Routed::Page {
+                key,
+                peer,
+                rules,
+                now,
+            } => {
+                let shared = Arc::clone(self);
+                let request = request.clone();
+                Answer::Blocking(Box::new(move || {
+                    let reply = shared
+                        .status_reply(&rules, &peer, now)
+                        .unwrap_or_else(|e| error_reply(500, &e.message));
+                    shared.finish(&request, started, (key, reply, None))
+                }))
+            }
+        }
+    }
+
+    /// Count and log one answered request; its response.
+    fn finish(&self, request: &Request, started: Instant, done: Done) -> Response {
+        let (identity, (status, content_type, body), detail) = done;
         self.metrics.observe(status, started.elapsed());
         if self.log_requests {
             let path: String = request
@@ -274,22 +313,23 @@ impl Shared {
                 request.peer, request.method
             ));
         }
+        let headers = match status {
+            405 => vec![("allow", ALLOW)],
+            _ => Vec::new(),
+        };
         Response {
             status,
             content_type,
             body,
+            headers,
         }
     }
 
-    /// The key identity (if any), the reply for one request, and what the log says of a
-    /// refusal that the peer is not told.
-    fn answer(&self, request: &Request) -> (Option<String>, Reply, Option<String>) {
+    /// Where one request goes: its outcome (the key identity if any, the reply, and what
+    /// the log says of a refusal that the peer is not told), or the status page to make.
+    fn answer(&self, request: &Request) -> Routed {
         let err = |status: u16, key: Option<String>, msg: &str| {
-            (
-                key,
-                (status, JSON, to_json(&ErrorReply { error: msg.into() })),
-                None,
-            )
+            Routed::Done((key, error_reply(status, msg), None))
         };
         // One answer for every refusal (an unknown certificate, a known one not admitted,
         // an address not admitted), so that a peer learns nothing; the log has the detail.
@@ -297,22 +337,22 @@ impl Shared {
             let body = to_json(&ErrorReply {
                 error: DENIED.into(),
             });
-            (key, (403, JSON, body), Some(detail))
+            Routed::Done((key, (403, JSON, body), Some(detail)))
         };
         let url = request.target.as_str();
         if url.len() > MAX_URL {
             return err(414, None, "request URL too long");
         }
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        if request.method != "GET" {
-            return err(405, None, "only GET is served");
+        if !matches!(request.method.as_str(), "GET" | "HEAD") {
+            return err(405, None, "only GET and HEAD are served");
         }
         if path == HEALTH_PATH {
             let health = HealthReply {
                 version: API_VERSION,
                 ok: true,
             };
-            return (None, (200, JSON, to_json(&health)), None);
+            return Routed::Done((None, (200, JSON, to_json(&health)), None));
         }
         if ![SIGNALS_PATH, HISTORY_PATH, METRICS_PATH, STATUS_PATH].contains(&path) {
             return err(404, None, "no such resource (try /v1/signals?match=REGEX)");
@@ -346,12 +386,19 @@ impl Shared {
         let routed = match path {
             HISTORY_PATH => Some(self.history_reply(&rules, &peer, now)),
             METRICS_PATH => Some(self.metrics_reply(&rules, &peer, now)),
-            STATUS_PATH => Some(self.status_reply(&rules, &peer, now)),
+            STATUS_PATH => {
+                return Routed::Page {
+                    key,
+                    peer,
+                    rules,
+                    now,
+                }
+            }
             _ => None,
         };
         if let Some(reply) = routed {
             return match reply {
-                Ok(reply) => (key, reply, None),
+                Ok(reply) => Routed::Done((key, reply, None)),
                 Err(e) => err(500, key, &e.message),
             };
         }
@@ -379,7 +426,7 @@ impl Shared {
                 .map(PeerSignal::from)
                 .collect(),
         };
-        (key, (200, JSON, to_json(&reply)), None)
+        Routed::Done((key, (200, JSON, to_json(&reply)), None))
     }
 
     /// The live signals `peer` may see.
@@ -491,8 +538,16 @@ impl Shared {
                 .collect(),
             jobs,
             outputs,
+            notes: Vec::new(),
         };
-        let peers = self.ask_peers();
+        // What this host relays from its peers obeys its own access file, for this viewer.
+        let peers = match &self.relay {
+            Some(relay) => {
+                let sees_local = !local.jobs.is_empty() || !local.signals.is_empty();
+                crate::relay::for_viewer(&relay.answers(), rules, peer, sees_local)
+            }
+            None => Vec::new(),
+        };
         let page = crate::status::render(&local, &peers, now);
         Ok((200, "text/html; charset=utf-8", page))
     }
@@ -526,46 +581,11 @@ impl Shared {
         file.take(OUTPUT_TAIL).read_to_end(&mut bytes).ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
+}
 
-    /// Every peer's signals and jobs, asked at once, each bounded by the client's
-    /// time-out.
-    fn ask_peers(&self) -> Vec<PeerStatus> {
-        let Some(view) = &self.peers else {
-            return Vec::new();
-        };
-        std::thread::scope(|scope| {
-            let asks: Vec<_> = view
-                .peers
-                .iter()
-                .map(|t| {
-                    scope.spawn(move || {
-                        let name = t.name.clone().unwrap_or_else(|| t.label());
-                        let answered = view.client.ask(t, ".*").and_then(|signals| {
-                            view.client.history(t).map(|history| HostStatus {
-                                host: name.clone(),
-                                now: signals.now,
-                                signals: signals.signals,
-                                jobs: history.jobs,
-                                outputs: Default::default(),
-                            })
-                        });
-                        match answered {
-                            Ok(status) => PeerStatus::Answered(status),
-                            Err(reason) => PeerStatus::Unreachable { name, reason },
-                        }
-                    })
-                })
-                .collect();
-            asks.into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| PeerStatus::Unreachable {
-                        name: "?".into(),
-                        reason: "internal error".into(),
-                    })
-                })
-                .collect()
-        })
-    }
+/// An error reply: `status` and `{"error": msg}`.
+fn error_reply(status: u16, msg: &str) -> Reply {
+    (status, JSON, to_json(&ErrorReply { error: msg.into() }))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

@@ -6,7 +6,8 @@
 //! asked is shown as such, with the reason.
 //!
 //! The page renders what it is given: which jobs, signals and outputs a viewer may see is
-//! decided by the caller, from the access file.
+//! decided by the caller, from this host's access file, for its own data and for what it
+//! relays from peers alike (`crate::relay`).
 
 use baton_proto::{PeerJob, PeerRun, PeerSignal};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -17,6 +18,9 @@ use std::fmt::Write;
 pub const WINDOW: TimeDelta = TimeDelta::days(1);
 /// Ticks listed per job in the local host's table, newest first.
 const RECENT: usize = 12;
+/// The most ticks per job a host's status carries (`/v1/history`, the page, a peer's
+/// answer): the newest.
+pub const MAX_RUNS: usize = 500;
 
 /// What one host says about itself.
 #[derive(Debug, Clone)]
@@ -29,6 +33,9 @@ pub struct HostStatus {
     /// The output of a job's last run, for the jobs the viewer is admitted to
     /// (`allow output:PATTERN`): job name to the tail of its log.
     pub outputs: BTreeMap<String, String>,
+    /// What the page says of the host besides (`no history (older baton-serve)`, an
+    /// answer cut to the page's bounds).
+    pub notes: Vec<String>,
 }
 
 /// A peer from `--peers`, as it answered.
@@ -112,6 +119,7 @@ i.ran{background:#2e9d4a}i.failed{background:#d93025}i.timeout{background:#8b000
 .badge.failing{background:#d93025}.badge.stale{background:#f0a020}.badge.ok{background:#2e9d4a}
 .unreachable .hostname{background:#fde2e0;color:#a50e0e}
 .unreachable .reason{padding:.4em .6em;color:#a50e0e}
+.note{padding:.1em .6em;font-size:.9em}
 .axisrow{display:flex;margin:0 1px}.axis{display:flex;flex:1;font-size:.75em;color:#777}.axis span{flex:1}
 tr.failed td:first-child,tr.timeout td:first-child{color:#d93025;font-weight:bold}
 tr.skipped,tr.busy{color:#777}
@@ -184,6 +192,9 @@ fn timeline_host(h: &mut String, s: &HostStatus, from: DateTime<Utc>, to: DateTi
         n = esc(&s.host),
         t = time(s.now)
     );
+    for note in &s.notes {
+        let _ = write!(h, "<div class=\"note muted\">{}</div>", esc(note));
+    }
     if s.jobs.is_empty() && s.signals.is_empty() {
         h.push_str("<div class=\"row\"><div class=\"label muted\">no jobs or signals it admits you to</div></div>");
     }
@@ -338,6 +349,7 @@ mod tests {
                 ],
             }],
             outputs: BTreeMap::new(),
+            notes: vec!["no history (older baton-serve)".into()],
         };
         let page = render(
             &local,
@@ -352,6 +364,7 @@ mod tests {
         assert!(page.contains("badge failing"));
         assert!(page.contains("data-host=\"Host3\""));
         assert!(page.contains("connection refused"));
+        assert!(page.contains("<div class=\"note muted\">no history (older baton-serve)</div>"));
         assert!(!page.contains("<script"));
         assert!(!page.contains("http://") && !page.contains("https://"));
     }
