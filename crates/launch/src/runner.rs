@@ -158,8 +158,11 @@ fn tick(
         alerts.extend(state.forget_stepped_start(now));
     }
     if let Some(prev) = state.running.take() {
-        // Its baton-run died (the lock was free): end what it left running, record it.
+        // Its baton-run died (the lock was free): end what it left running, record it,
+        // and forget it now, whether this tick runs or not: a tick that skips must not
+        // leave it on record for the next one to end and record again.
         end_leftovers(spec, site, paths, &prev, &run_id(now), &mut alerts)?;
+        state.save(paths)?;
     }
     if let Some(why) = skip_reason(spec, &state, backend, now)? {
         return finish_not_run(
