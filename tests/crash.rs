@@ -39,23 +39,8 @@ fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
         std::thread::sleep(Duration::from_micros(us));
         let _ = child.kill();
         let _ = child.wait();
-        // A job forked just before the kill holds the lock's descriptor until it execs
-        // (the descriptor is close-on-exec): a moment, longer on a loaded machine. Wait
-        // for that moment, bounded; a lock held past it is the stuck lock this test is for.
-        let lock = h.state().join("jobs/j.lock");
-        wait_until(
-            "the killed run's last process to let go of the lock",
-            Duration::from_secs(10),
-            || {
-                !lock.exists()
-                    || Command::new("flock")
-                        .args(["-n", "-E", "75"])
-                        .arg(&lock)
-                        .arg("true")
-                        .status()
-                        .is_ok_and(|s| s.success())
-            },
-        );
+        // The job lock is an fcntl lock, owned by the baton-run process alone (a child
+        // between fork and exec does not hold it): the kernel let go of it with the kill.
         // The next tick is never refused by a lock its dead predecessor held.
         h.at("baton-run", T0)
             .args(["--lock", "j", "--on-repaired", "ok", "--", "true"])
@@ -169,6 +154,78 @@ fn what_a_killed_baton_run_left_running_is_ended_by_the_next_tick() {
         outcomes,
         [("failed".to_string(), 73), ("repaired".to_string(), 0)]
     );
+}
+
+/// The tick that ends a dead run's leftovers records that run once, and forgets it even
+/// when it then skips: the ticks after it do not end it and record it again.
+#[test]
+fn a_lost_run_is_recorded_once_when_the_ticks_after_it_skip() {
+    let h = Host::new("h");
+    let mut runner = spawn(
+        &h,
+        "baton-run",
+        &[
+            "--lock",
+            "s",
+            "--ifelapsed",
+            "1h",
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > job.pid; exec sleep 300",
+        ],
+    );
+    wait_until("the job to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(h.dir.join("job.pid")).is_ok_and(|p| !p.trim().is_empty())
+            && std::fs::read_to_string(h.state().join("jobs/s.json"))
+                .is_ok_and(|s| s.contains("\"pid_start\":") && !s.contains("\"pid_start\":0"))
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let job = std::fs::read_to_string(h.dir.join("job.pid")).unwrap();
+    // Both ticks are within --ifelapsed of the lost run's start: both skip.
+    let tick = |at: &str| {
+        h.at("baton-run", at)
+            .args([
+                "--lock",
+                "s",
+                "--ifelapsed",
+                "1h",
+                "--grace",
+                "1s",
+                "--",
+                "true",
+            ])
+            .run()
+            .status(76)
+    };
+    let first = tick("2012-01-24T16:05:00Z");
+    assert!(
+        first
+            .stderr()
+            .starts_with("baton-run: ended 1 process left running by run 20120124T160000Z-"),
+        "{}",
+        first.stderr()
+    );
+    assert!(!crate::util::process_alive(&job), "the job survived");
+    tick("2012-01-24T16:10:00Z").stderr_is("");
+    let history = h
+        .at("baton-run", T0)
+        .args(["--history", "s", "--json"])
+        .run()
+        .status(0);
+    let outcomes: Vec<String> = history
+        .lines()
+        .iter()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{} {}", r["outcome"].as_str().unwrap(), r["status"])
+        })
+        .collect();
+    assert_eq!(outcomes, ["failed 73", "skipped 76", "skipped 76"]);
+    let state = std::fs::read(h.state().join("jobs/s.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert!(state["running"].is_null(), "{state}");
 }
 
 #[test]

@@ -701,6 +701,54 @@ fn history_file_has_no(h: &Host, job: &str) -> bool {
     !h.state().join(format!("history/{job}.jsonl")).exists()
 }
 
+/// The moment a run being taken over has let go of the job's lock and the tick taking
+/// over has not yet taken it: a tick that finds the lock free then must leave it to the
+/// taker (which holds the take-over lock, as this test does) and be busy, not run the job
+/// and leave the taker waiting in vain for the lock.
+#[test]
+fn a_tick_that_finds_the_lock_free_during_a_take_over_leaves_it_to_the_taker() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let h = Host::new("h");
+    let run = h
+        .at("baton-run", T0)
+        .args(["--lock", "b", "--", "true"])
+        .run();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let taker = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(h.state().join("jobs/b.takeover"))
+        .unwrap();
+    rustix::fs::fcntl_lock(&taker, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    for args in [
+        &["--lock", "b", "--", "touch", "ran"][..],
+        &["--lock", "b", "--expireafter", "1m", "--", "touch", "ran"],
+    ] {
+        h.at("baton-run", "2012-01-24T18:00:00Z")
+            .args(args)
+            .run()
+            .status(75)
+            .stderr_is("baton-run: b is busy: another tick is taking over from its expired run\n");
+    }
+    assert!(!h.dir.join("ran").exists());
+    // The take-over done, the next tick runs.
+    drop(taker);
+    let run = h
+        .at("baton-run", "2012-01-24T18:05:00Z")
+        .args(["--lock", "b", "--", "touch", "ran"])
+        .run();
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(h.dir.join("ran").exists());
+    let outcomes: Vec<_> = history(&h, "b")
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["repaired", "busy", "busy", "repaired"]);
+}
+
 #[test]
 fn a_recorded_pid_that_now_names_a_stranger_is_neither_busy_nor_killed() {
     let h = Host::new("h");

@@ -89,6 +89,15 @@ pub fn run_job(spec: &RunSpec, ctx: &Context) -> Result<Report> {
     result
 }
 
+/// The locks a tick holds: the job's, and the take-over lock until its run is on record
+/// (see [`take_over`]). Fields drop in order: the take-over lock is let go before the
+/// job's, so a tick that finds the job's lock free never finds the take-over lock still
+/// held by the tick that let go of both.
+struct Held {
+    takeover: Option<File>,
+    _job: File,
+}
+
 fn record(
     spec: &RunSpec,
     site: &Site,
@@ -129,10 +138,25 @@ fn tick(
             return Ok(report);
         }
     }
-    let (_lock, takeover): (File, Option<File>) = match job::try_lock(&paths.lock)? {
-        Some(lock) => (lock, None),
+    let mut held = match job::try_lock(&paths.lock)? {
+        Some(job) => match job::try_lock(&paths.takeover)? {
+            Some(takeover) => Held {
+                takeover: Some(takeover),
+                _job: job,
+            },
+            None => {
+                // Another tick is taking over: it ended the run that held the lock and
+                // waits for the lock, which is its to take (see `take_over`). Let go.
+                drop(job);
+                let why = format!(
+                    "{} is busy: another tick is taking over from its expired run",
+                    spec.job
+                );
+                return finish_not_run(spec, site, paths, now, Outcome::Busy, why, alerts);
+            }
+        },
         None => match take_over(spec, paths, now, &mut alerts)? {
-            Some(pair) => pair,
+            Some(held) => held,
             None => {
                 let why = busy_reason(spec, paths)?;
                 return finish_not_run(spec, site, paths, now, Outcome::Busy, why, alerts);
@@ -144,8 +168,11 @@ fn tick(
         alerts.extend(state.forget_stepped_start(now));
     }
     if let Some(prev) = state.running.take() {
-        // Its baton-run died (the lock was free): end what it left running, record it.
+        // Its baton-run died (the lock was free): end what it left running, record it,
+        // and forget it now, whether this tick runs or not: a tick that skips must not
+        // leave it on record for the next one to end and record again.
         end_leftovers(spec, site, paths, &prev, &run_id(now), &mut alerts)?;
+        state.save(paths)?;
     }
     if let Some(why) = skip_reason(spec, &state, backend, now)? {
         raise_all(spec, backend, &spec.on_skipped, now, &run_id(now))?;
@@ -171,8 +198,8 @@ fn tick(
         started: now,
     });
     state.save(paths)?;
-    // This run is on record: a later take-over now finds it, not its predecessor.
-    drop(takeover);
+    // This run is on record: a take-over from now on finds it, not its predecessor.
+    held.takeover = None;
 
     // From here on the job runs: errors are collected, never returned.
     let capture = Arc::new(Mutex::new(capture));
@@ -452,15 +479,22 @@ fn end_leftovers(
 
 /// With `--expireafter`, take over from a run that has held the lock too long, whatever
 /// it is doing: its `baton-run` is sent TERM (it ends its job, records the run and lets
-/// go), and KILL if it does not let go in time. Only one tick takes over: the others
-/// find the take-over lock held and are busy. Returns the job's lock and the take-over
+/// go), and KILL if it does not let go in time. Returns the job's lock and the take-over
 /// lock, to be held until this run is on record.
+///
+/// The take-over lock is held by every tick that holds the job's lock until its run is
+/// on record, and by the one tick taking over while it waits for the job's lock. So only
+/// one tick takes over (the others find the take-over lock held and are busy); no new
+/// run can put itself on record while a taker reads the state; and when the run taken
+/// over lets go, a tick that finds the job's lock free in the moment before the taker
+/// takes it finds the take-over lock held and lets go at once (busy). The taker thus
+/// waits only for the run it ended, never for a tick that slipped in and runs the job.
 fn take_over(
     spec: &RunSpec,
     paths: &JobPaths,
     now: DateTime<Utc>,
     alerts: &mut Vec<String>,
-) -> Result<Option<(File, Option<File>)>> {
+) -> Result<Option<Held>> {
     let Some(limit) = spec.expireafter else {
         return Ok(None);
     };
@@ -498,7 +532,10 @@ fn take_over(
         running.holder,
         running_since(&running, now)
     ));
-    Ok(Some((lock, Some(guard))))
+    Ok(Some(Held {
+        takeover: Some(guard),
+        _job: lock,
+    }))
 }
 
 /// Why this tick must not run the job, if it must not. `--once-per` keys live with the
