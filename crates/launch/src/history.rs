@@ -203,25 +203,37 @@ pub fn read_with_totals(history_dir: &Path, job: &str) -> Result<(Vec<Record>, T
 
 /// The history files' job names that `name`, as the user gave it, may mean: the job of
 /// that exact name, else jobs whose name was derived from a command ending in it
-/// (`my_job` finds `usr_local_bin_my_job_351171e292923805`).
+/// (`my_job` and `/usr/local/bin/my_job` find `my_job_e224597ca50ad4f3`; with no such
+/// job, `usr_local_bin_my_job_e224597ca50ad4f3`, the name earlier versions derived).
 pub fn find_jobs(history_dir: &Path, name: &str) -> Result<Vec<String>> {
     let jobs = jobs(history_dir)?;
     if jobs.iter().any(|j| j == name) {
         return Ok(vec![name.to_string()]);
     }
-    let want = baton_core::name::canonify(name);
-    let want = want.trim_matches('_');
-    // A derived name whose readable part is exactly the name wins over ones ending in it.
-    let mut exact: Vec<String> = Vec::new();
-    let mut ending: Vec<String> = Vec::new();
+    let readable = |n: &str| baton_core::name::canonify(n).trim_matches('_').to_string();
+    let want = readable(name);
+    let base = readable(
+        Path::new(name)
+            .file_name()
+            .and_then(|b| b.to_str())
+            .unwrap_or(name),
+    );
+    // A derived name whose readable part is the program's base name wins (the name this
+    // version derives), then one that is the whole of it, then ones ending in it (names
+    // earlier versions derived from a path or the arguments).
+    let mut tiers: [Vec<String>; 3] = Default::default();
     for j in jobs {
         match derived_prefix(&j) {
-            Some(p) if p == want => exact.push(j),
-            Some(p) if p.ends_with(&format!("_{want}")) => ending.push(j),
+            Some(p) if p == base => tiers[0].push(j),
+            Some(p) if p == want => tiers[1].push(j),
+            Some(p) if p.ends_with(&format!("_{want}")) => tiers[2].push(j),
             _ => {}
         }
     }
-    let mut found = if exact.is_empty() { ending } else { exact };
+    let mut found = tiers
+        .into_iter()
+        .find(|t| !t.is_empty())
+        .unwrap_or_default();
     found.sort();
     Ok(found)
 }
@@ -332,7 +344,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("baton-find-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for j in [
-            "usr_local_bin_my_job_351171e292923805",
+            "usr_local_bin_my_job_e224597ca50ad4f3",
             "my_job_0123456789abcdef",
             "other_job_0123456789abcdef",
             "nightly",
@@ -347,14 +359,26 @@ mod tests {
             [
                 "my_job_0123456789abcdef",
                 "other_job_0123456789abcdef",
-                "usr_local_bin_my_job_351171e292923805"
+                "usr_local_bin_my_job_e224597ca50ad4f3"
             ]
         );
+        // The path given: the name this version derives wins over an earlier one.
+        assert_eq!(find("/usr/local/bin/my_job"), ["my_job_0123456789abcdef"]);
         assert_eq!(
-            find("/usr/local/bin/my_job"),
-            ["usr_local_bin_my_job_351171e292923805"]
+            find("/usr/local/bin/other_job"),
+            ["other_job_0123456789abcdef"]
         );
+        assert_eq!(find("bin/my_job"), ["my_job_0123456789abcdef"]);
         assert!(find("nosuch").is_empty());
+        // Only the name an earlier version derived: found by the path or the base name.
+        std::fs::remove_file(dir.join("my_job_0123456789abcdef.jsonl")).unwrap();
+        for name in ["/usr/local/bin/my_job", "my_job"] {
+            assert_eq!(
+                find(name),
+                ["usr_local_bin_my_job_e224597ca50ad4f3"],
+                "{name}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
