@@ -706,3 +706,42 @@ fn alerting_rules_in_the_docs_pass_promtool_and_fire_when_they_must() {
     promtool(&["check", "rules", "rules.yml"], &dir.path);
     promtool(&["test", "rules", "rules_test.yml"], &dir.path);
 }
+
+#[test]
+fn metrics_file_is_readable_by_node_exporter_and_never_written_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new("modes");
+    let dir = TestDir::new("textfile-mode");
+    let file = dir.join("baton.prom");
+    let tick = |at: &str| {
+        h.at("baton-run", at)
+            .args(["--lock", "j", "--metrics-file"])
+            .arg(&file)
+            .args(["--", "true"])
+            .run()
+            .status(0)
+            .stderr_is("");
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    tick("2012-01-24T16:00:00Z");
+    assert_eq!(mode(&file), 0o644);
+    // Tightened by hand (or by a umask): the next tick makes it readable again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tick("2012-01-24T16:05:00Z");
+    assert_eq!(mode(&file), 0o644);
+    // A link planted in its place is replaced, never written through.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    tick("2012-01-24T16:10:00Z");
+    assert!(!std::fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(mode(&file), 0o644);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_eq!(mode(&victim), 0o600);
+    promtool_check_metrics(&std::fs::read_to_string(&file).unwrap());
+}
