@@ -745,3 +745,95 @@ fn metrics_file_is_readable_by_node_exporter_and_never_written_through_a_link() 
     assert_eq!(mode(&victim), 0o600);
     promtool_check_metrics(&std::fs::read_to_string(&file).unwrap());
 }
+
+#[test]
+fn trimming_never_loses_the_last_run_and_the_last_success() {
+    // The reviewer's case: a `* * * * *` job with 1 success and 1999 skipped ticks, a
+    // success, 1000 skipped ticks, the last of them a real tick writing the metrics.
+    use chrono::{DateTime, Duration as Span, Utc};
+    let h = Host::new("trim");
+    let t0: DateTime<Utc> = "2012-01-23T00:00:00Z".parse().unwrap();
+    let at = |minute: i64| {
+        (t0 + Span::minutes(minute))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let history = h.state().join("history/every_minute.jsonl");
+    let skipped_lines = |from: i64, n: i64| -> String {
+        (from..from + n)
+            .map(|m| {
+                format!(
+                    "{{\"version\":1,\"job\":\"every_minute\",\"run\":\"r{m}\",\"host\":\"trim\",\"start\":\"{t}\",\"end\":\"{t}\",\"outcome\":\"skipped\",\"status\":76,\"attempts\":0,\"reason\":\"ifelapsed\"}}\n",
+                    t = at(m)
+                )
+            })
+            .collect()
+    };
+    let append = |text: String| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&history)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let tick = |minute: i64, want: i32| {
+        h.at("baton-run", &at(minute))
+            .args(["-q", "--lock", "every_minute", "--ifelapsed", "1d"])
+            .arg("--metrics-file")
+            .arg(h.dir.join("baton.prom"))
+            .args(["--", "true"])
+            .run()
+            .status(want);
+    };
+    tick(0, 0);
+    append(skipped_lines(1, 1999));
+    // A day and more on, the success: the 2001st line, so the file is trimmed.
+    tick(2000, 0);
+    append(skipped_lines(2001, 999));
+    tick(3000, 76);
+    let text = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(text.lines().count(), 1 + 1000, "trimmed again");
+    assert!(
+        !text
+            .lines()
+            .skip(1)
+            .any(|l| l.contains("\"outcome\":\"repaired\"")),
+        "both successes were trimmed away"
+    );
+
+    let metrics = std::fs::read_to_string(h.dir.join("baton.prom")).unwrap();
+    promtool_check_metrics(&metrics);
+    let s = samples(&metrics);
+    let success = (t0 + Span::minutes(2000)).timestamp() as f64;
+    let key = |name: &str| format!("{name}{{host=\"trim\",job=\"every_minute\"}}");
+    for (name, want) in [
+        ("baton_job_last_success_timestamp_seconds", success),
+        ("baton_job_last_run_timestamp_seconds", success),
+        ("baton_job_last_duration_seconds", 0.0),
+        ("baton_job_last_exit_code", 0.0),
+    ] {
+        assert_eq!(s.get(&key(name)), Some(&want), "{name}\n{metrics}");
+    }
+    let runs = |o: &str| {
+        s[&format!("baton_job_runs_total{{host=\"trim\",job=\"every_minute\",outcome=\"{o}\"}}")]
+    };
+    assert_eq!(
+        (runs("ran"), runs("skipped"), runs("failed")),
+        (2.0, 2999.0, 0.0)
+    );
+
+    // --history still shows that success, first, before the kept 1000 (into a file: more
+    // than a pipe holds).
+    h.sh(
+        &at(3000),
+        "baton-run --history every_minute --json > history.out",
+    )
+    .run()
+    .status(0);
+    let out = std::fs::read_to_string(h.dir.join("history.out")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1001);
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["outcome"], "repaired");
+    assert_eq!(first["start"], at(2000));
+}
