@@ -837,3 +837,40 @@ fn trimming_never_loses_the_last_run_and_the_last_success() {
     assert_eq!(first["outcome"], "repaired");
     assert_eq!(first["start"], at(2000));
 }
+
+#[test]
+fn ping_puts_fail_before_the_query_and_refuses_urls_the_client_would() {
+    let h = Host::new("pingq");
+    let (addr, requests) = ping_listener(false);
+    let url = format!("http://{addr}/uuid?rid=abc");
+    for (cmd, status, line) in [
+        ("true", 0, "GET /uuid?rid=abc HTTP/1.1"),
+        ("false", 1, "GET /uuid/fail?rid=abc HTTP/1.1"),
+    ] {
+        h.at("baton-run", "2012-01-24T16:00:00Z")
+            .args(["-q", "--lock", "q", "--ping", &url, "--", cmd])
+            .run()
+            .status(status);
+        assert_eq!(
+            requests.recv_timeout(Duration::from_secs(10)).unwrap(),
+            line
+        );
+    }
+    // Refused before the job runs: one line, exit 2, nothing run or recorded.
+    for (bad, why) in [
+        ("http://[::1", "invalid IPv6 address"),
+        ("http://[::1]:99999/p", "invalid port number"),
+        ("http://127.0.0.1:0/p", "port 0"),
+        ("http://:80/p", "empty host"),
+        ("http:///p", "the URL has no host"),
+        ("ftp://127.0.0.1/p", "give an http:// or https:// URL"),
+        ("http://exa mple.com/p", "the URL holds white space"),
+    ] {
+        h.at("baton-run", "2012-01-24T16:00:00Z")
+            .args(["--lock", "refused", "--ping", bad, "--", "touch", "ran"])
+            .run()
+            .error("baton-run", &format!("--ping '{bad}': {why}"));
+    }
+    assert!(!h.dir.join("ran").exists(), "the job never ran");
+    assert!(!h.state().join("history/refused.jsonl").exists());
+}
