@@ -236,6 +236,17 @@ fn get_tls(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A request's head, read a byte at a time (bounded by a 10s read time-out).
+fn read_head(conn: &mut std::net::TcpStream) -> Vec<u8> {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    head
+}
+
 /// A listener on 127.0.0.1 that answers each request 200 (or never, when `silent`) and
 /// reports each request line.
 fn ping_listener(silent: bool) -> (String, mpsc::Receiver<String>) {
@@ -246,13 +257,7 @@ fn ping_listener(silent: bool) -> (String, mpsc::Receiver<String>) {
         let mut held = Vec::new();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
-            conn.set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
+            let head = read_head(&mut conn);
             let line = String::from_utf8_lossy(&head)
                 .lines()
                 .next()
@@ -590,13 +595,7 @@ fn status_page_across_hosts_in_headless_chromium() {
 
 /// The alerting rules of docs/monitoring.md: the block under `# baton-rules.yml`.
 fn rules_from_docs() -> String {
-    let text = std::fs::read_to_string(crate::util::repo().join("docs/monitoring.md")).unwrap();
-    let start = text
-        .find("```yaml\n# baton-rules.yml\n")
-        .expect("docs/monitoring.md has the rules block")
-        + "```yaml\n".len();
-    let len = text[start..].find("```").unwrap();
-    text[start..start + len].to_string()
+    docs_block("# baton-rules.yml")
 }
 
 /// Series and expectations for `promtool test rules`: each alert fires where it must
@@ -676,6 +675,26 @@ tests:
       - eval_time: 16m
         alertname: BatonSignalExpiringUnseen
         exp_alerts: []
+  # The same signal, unseen, in a textfile no tick rewrote since: its series stay after it
+  # expired (1200s), and an expired signal is not expiring.
+  - interval: 1m
+    input_series:
+      - series: 'baton_signal_set_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '600x40'
+      - series: 'baton_signal_expiry_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '1200x40'
+    alert_rule_test:
+      - eval_time: 19m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts:
+          - exp_labels: {severity: page}
+            exp_annotations: {summary: "did_my_job on host1 expires unseen by follow_up on host2"}
+      - eval_time: 20m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
+      - eval_time: 30m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
 "#;
 
 fn promtool(args: &[&str], dir: &std::path::Path) {
@@ -705,6 +724,296 @@ fn alerting_rules_in_the_docs_pass_promtool_and_fire_when_they_must() {
     std::fs::write(dir.join("rules_test.yml"), RULE_TESTS).unwrap();
     promtool(&["check", "rules", "rules.yml"], &dir.path);
     promtool(&["test", "rules", "rules_test.yml"], &dir.path);
+}
+
+/// The fenced block of docs/monitoring.md that starts with `first_line`.
+fn docs_block(first_line: &str) -> String {
+    let text = std::fs::read_to_string(crate::util::repo().join("docs/monitoring.md")).unwrap();
+    let start = text
+        .find(&format!("```yaml\n{first_line}\n"))
+        .unwrap_or_else(|| panic!("docs/monitoring.md has a block {first_line:?}"))
+        + "```yaml\n".len();
+    let len = text[start..].find("```").unwrap();
+    text[start..start + len].to_string()
+}
+
+/// `config` with the `targets` of scrape job `job` replaced by `targets`.
+fn with_targets(config: &str, job: &str, targets: &[&str]) -> String {
+    let mut current = String::new();
+    let mut replaced = false;
+    let lines: Vec<String> = config
+        .lines()
+        .map(|line| {
+            if let Some(name) = line.trim().strip_prefix("- job_name:") {
+                current = name.trim().to_string();
+            }
+            match line.find("- targets:") {
+                Some(at) if current == job => {
+                    replaced = true;
+                    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+                    format!("{}- targets: [{}]", &line[..at], list.join(", "))
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    assert!(replaced, "no targets for scrape job {job} in\n{config}");
+    lines.join("\n") + "\n"
+}
+
+/// A query string value, percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A textfile served as node_exporter serves its collector's files: the file's text,
+/// read afresh at each request, on 127.0.0.1.
+fn serve_textfile(file: std::path::PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            read_head(&mut conn);
+            let body = std::fs::read(&file).unwrap_or_default();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+    });
+    addr
+}
+
+/// A Prometheus server, stopped (by its pid) when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// `prometheus` on 127.0.0.1 with `config` (in `dir`), its data in `dir/data`.
+    fn start(dir: &std::path::Path, config: &str) -> Prometheus {
+        let port = crate::util::cfengine::free_port("127.0.0.1");
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = dir.join("prometheus.log");
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
+            .spawn()
+            .expect("prometheus is installed (.ci/run installs it)");
+        Prometheus { child, addr, log }
+    }
+
+    fn logs(&self) -> String {
+        let err = self.log.with_file_name("prometheus.err");
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+            + &std::fs::read_to_string(err).unwrap_or_default()
+    }
+
+    /// `GET /api/v1/PATH`: its `data`, or `None` while Prometheus is not answering.
+    fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET /api/v1/{path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let body = out.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        (v["status"] == "success").then(|| v["data"].clone())
+    }
+
+    /// The instant query `expr`: its series, as (labels, value).
+    fn query(&self, expr: &str) -> Vec<(serde_json::Value, String)> {
+        let data = self
+            .api(&format!("query?query={}", encode(expr)))
+            .unwrap_or_else(|| panic!("query {expr} failed\n{}", self.logs()));
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn alerting_rules_fire_in_a_real_prometheus_with_the_docs_scrape_config() {
+    // host1, scraped through its baton-serve: my_job succeeded and raised did_my_job (its
+    // expiry long past in real time), nightly_backup failed.
+    let host1 = Host::new("host1");
+    let run = |h: &Host, at: &str, args: &[&str], status: i32| {
+        h.at("baton-run", at).args(args).run().status(status);
+    };
+    run(
+        &host1,
+        "2012-01-24T16:00:00Z",
+        &[
+            "-q",
+            "--lock",
+            "my_job",
+            "--on-repaired",
+            "did_my_job",
+            "--",
+            "true",
+        ],
+        0,
+    );
+    run(
+        &host1,
+        "2012-01-24T16:00:00Z",
+        &["-q", "--lock", "nightly_backup", "--", "false"],
+        1,
+    );
+    host1.set_clock("2012-01-24T16:05:00Z");
+    let server = host1.serve(
+        "127.0.0.61",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &[],
+    );
+    // host2, scraped the textfile way: follow_up failed.
+    let host2 = Host::new("host2");
+    let textfile = host2.dir.join("baton.prom");
+    host2
+        .at("baton-run", "2012-01-24T16:30:00Z")
+        .args(["-q", "--lock", "follow_up", "--metrics-file"])
+        .arg(&textfile)
+        .args(["--", "false"])
+        .run()
+        .status(1);
+    let node = serve_textfile(textfile);
+
+    // The docs' scrape configuration and rules, every 1s, pointed at them.
+    let dir = TestDir::new("prometheus");
+    std::fs::write(dir.join("baton-rules.yml"), rules_from_docs()).unwrap();
+    let config = docs_block("# prometheus.yml");
+    let config = with_targets(&config, "baton", &[&server.addr]);
+    let config = with_targets(&config, "node", &[&node]);
+    let config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{config}");
+    let prometheus = Prometheus::start(&dir.path, &config);
+
+    // Firing, each with the labels of its series: the Baton job's name in `job`.
+    let firing = || -> Vec<(String, String, String, String)> {
+        let Some(data) = prometheus.api("alerts") else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = data["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                let l = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+                (
+                    l("alertname"),
+                    l("job"),
+                    l("host"),
+                    a["annotations"]["summary"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let want = |name: &str, job: &str, host: &str, summary: &str| {
+        (
+            name.to_string(),
+            job.to_string(),
+            host.to_string(),
+            summary.to_string(),
+        )
+    };
+    let expected = vec![
+        want(
+            "BatonFollowUpBehind",
+            "",
+            "",
+            "follow_up on host2 has not succeeded since my_job on host1 did",
+        ),
+        want(
+            "BatonJobFailing",
+            "follow_up",
+            "host2",
+            "follow_up on host2 last exited 1",
+        ),
+        want(
+            "BatonJobFailing",
+            "nightly_backup",
+            "host1",
+            "nightly_backup on host1 last exited 1",
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = firing();
+        if last.len() >= expected.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exactly these: not my_job (it succeeded), not the expired did_my_job.
+    assert_eq!(last, expected, "{}", prometheus.logs());
+
+    // The series as stored: `job` is the Baton job's (no exported_job), `instance` the
+    // target; the families without a job of their own carry the scrape job's.
+    let mine = prometheus.query(r#"baton_job_last_success_timestamp_seconds{job="my_job"}"#);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].1, SUCCESS_24TH.to_string());
+    assert_eq!(mine[0].0["host"], "host1");
+    assert_eq!(mine[0].0["instance"], server.addr.as_str());
+    assert!(mine[0].0.get("exported_job").is_none(), "{mine:?}");
+    let live = prometheus.query(r#"baton_signals_live{host="host1"}"#);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(
+        (live[0].0["job"].as_str(), live[0].1.as_str()),
+        (Some("baton"), "1")
+    );
+    let exits = prometheus.query(r#"baton_job_last_exit_code{host="host2"}"#);
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(exits[0].0["job"], "follow_up");
+    assert_eq!(exits[0].0["instance"], node.as_str());
 }
 
 #[test]
