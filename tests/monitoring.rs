@@ -236,6 +236,17 @@ fn get_tls(addr: &str, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A request's head, read a byte at a time (bounded by a 10s read time-out).
+fn read_head(conn: &mut std::net::TcpStream) -> Vec<u8> {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    head
+}
+
 /// A listener on 127.0.0.1 that answers each request 200 (or never, when `silent`) and
 /// reports each request line.
 fn ping_listener(silent: bool) -> (String, mpsc::Receiver<String>) {
@@ -246,13 +257,7 @@ fn ping_listener(silent: bool) -> (String, mpsc::Receiver<String>) {
         let mut held = Vec::new();
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { break };
-            conn.set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
+            let head = read_head(&mut conn);
             let line = String::from_utf8_lossy(&head)
                 .lines()
                 .next()
@@ -590,13 +595,7 @@ fn status_page_across_hosts_in_headless_chromium() {
 
 /// The alerting rules of docs/monitoring.md: the block under `# baton-rules.yml`.
 fn rules_from_docs() -> String {
-    let text = std::fs::read_to_string(crate::util::repo().join("docs/monitoring.md")).unwrap();
-    let start = text
-        .find("```yaml\n# baton-rules.yml\n")
-        .expect("docs/monitoring.md has the rules block")
-        + "```yaml\n".len();
-    let len = text[start..].find("```").unwrap();
-    text[start..start + len].to_string()
+    docs_block("# baton-rules.yml")
 }
 
 /// Series and expectations for `promtool test rules`: each alert fires where it must
@@ -676,6 +675,26 @@ tests:
       - eval_time: 16m
         alertname: BatonSignalExpiringUnseen
         exp_alerts: []
+  # The same signal, unseen, in a textfile no tick rewrote since: its series stay after it
+  # expired (1200s), and an expired signal is not expiring.
+  - interval: 1m
+    input_series:
+      - series: 'baton_signal_set_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '600x40'
+      - series: 'baton_signal_expiry_timestamp_seconds{host="host1",signal="did_my_job"}'
+        values: '1200x40'
+    alert_rule_test:
+      - eval_time: 19m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts:
+          - exp_labels: {severity: page}
+            exp_annotations: {summary: "did_my_job on host1 expires unseen by follow_up on host2"}
+      - eval_time: 20m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
+      - eval_time: 30m
+        alertname: BatonSignalExpiringUnseen
+        exp_alerts: []
 "#;
 
 fn promtool(args: &[&str], dir: &std::path::Path) {
@@ -705,4 +724,462 @@ fn alerting_rules_in_the_docs_pass_promtool_and_fire_when_they_must() {
     std::fs::write(dir.join("rules_test.yml"), RULE_TESTS).unwrap();
     promtool(&["check", "rules", "rules.yml"], &dir.path);
     promtool(&["test", "rules", "rules_test.yml"], &dir.path);
+}
+
+/// The fenced block of docs/monitoring.md that starts with `first_line`.
+fn docs_block(first_line: &str) -> String {
+    let text = std::fs::read_to_string(crate::util::repo().join("docs/monitoring.md")).unwrap();
+    let start = text
+        .find(&format!("```yaml\n{first_line}\n"))
+        .unwrap_or_else(|| panic!("docs/monitoring.md has a block {first_line:?}"))
+        + "```yaml\n".len();
+    let len = text[start..].find("```").unwrap();
+    text[start..start + len].to_string()
+}
+
+/// `config` with the `targets` of scrape job `job` replaced by `targets`.
+fn with_targets(config: &str, job: &str, targets: &[&str]) -> String {
+    let mut current = String::new();
+    let mut replaced = false;
+    let lines: Vec<String> = config
+        .lines()
+        .map(|line| {
+            if let Some(name) = line.trim().strip_prefix("- job_name:") {
+                current = name.trim().to_string();
+            }
+            match line.find("- targets:") {
+                Some(at) if current == job => {
+                    replaced = true;
+                    let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+                    format!("{}- targets: [{}]", &line[..at], list.join(", "))
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect();
+    assert!(replaced, "no targets for scrape job {job} in\n{config}");
+    lines.join("\n") + "\n"
+}
+
+/// A query string value, percent-encoded.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A textfile served as node_exporter serves its collector's files: the file's text,
+/// read afresh at each request, on 127.0.0.1.
+fn serve_textfile(file: std::path::PathBuf) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            read_head(&mut conn);
+            let body = std::fs::read(&file).unwrap_or_default();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+    });
+    addr
+}
+
+/// A Prometheus server, stopped (by its pid) when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// `prometheus` on 127.0.0.1 with `config` (in `dir`), its data in `dir/data`.
+    fn start(dir: &std::path::Path, config: &str) -> Prometheus {
+        let port = crate::util::cfengine::free_port("127.0.0.1");
+        let addr = format!("127.0.0.1:{port}");
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let log = dir.join("prometheus.log");
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
+            .spawn()
+            .expect("prometheus is installed (.ci/run installs it)");
+        Prometheus { child, addr, log }
+    }
+
+    fn logs(&self) -> String {
+        let err = self.log.with_file_name("prometheus.err");
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+            + &std::fs::read_to_string(err).unwrap_or_default()
+    }
+
+    /// `GET /api/v1/PATH`: its `data`, or `None` while Prometheus is not answering.
+    fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET /api/v1/{path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let body = out.split_once("\r\n\r\n")?.1;
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        (v["status"] == "success").then(|| v["data"].clone())
+    }
+
+    /// The instant query `expr`: its series, as (labels, value).
+    fn query(&self, expr: &str) -> Vec<(serde_json::Value, String)> {
+        let data = self
+            .api(&format!("query?query={}", encode(expr)))
+            .unwrap_or_else(|| panic!("query {expr} failed\n{}", self.logs()));
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn alerting_rules_fire_in_a_real_prometheus_with_the_docs_scrape_config() {
+    // host1, scraped through its baton-serve: my_job succeeded and raised did_my_job (its
+    // expiry long past in real time), nightly_backup failed.
+    let host1 = Host::new("host1");
+    let run = |h: &Host, at: &str, args: &[&str], status: i32| {
+        h.at("baton-run", at).args(args).run().status(status);
+    };
+    run(
+        &host1,
+        "2012-01-24T16:00:00Z",
+        &[
+            "-q",
+            "--lock",
+            "my_job",
+            "--on-repaired",
+            "did_my_job",
+            "--",
+            "true",
+        ],
+        0,
+    );
+    run(
+        &host1,
+        "2012-01-24T16:00:00Z",
+        &["-q", "--lock", "nightly_backup", "--", "false"],
+        1,
+    );
+    host1.set_clock("2012-01-24T16:05:00Z");
+    let server = host1.serve(
+        "127.0.0.61",
+        "allow .* 127.0.0.1\nallow job:.* 127.0.0.1\n",
+        &[],
+    );
+    // host2, scraped the textfile way: follow_up failed.
+    let host2 = Host::new("host2");
+    let textfile = host2.dir.join("baton.prom");
+    host2
+        .at("baton-run", "2012-01-24T16:30:00Z")
+        .args(["-q", "--lock", "follow_up", "--metrics-file"])
+        .arg(&textfile)
+        .args(["--", "false"])
+        .run()
+        .status(1);
+    let node = serve_textfile(textfile);
+
+    // The docs' scrape configuration and rules, every 1s, pointed at them.
+    let dir = TestDir::new("prometheus");
+    std::fs::write(dir.join("baton-rules.yml"), rules_from_docs()).unwrap();
+    let config = docs_block("# prometheus.yml");
+    let config = with_targets(&config, "baton", &[&server.addr]);
+    let config = with_targets(&config, "node", &[&node]);
+    let config = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{config}");
+    let prometheus = Prometheus::start(&dir.path, &config);
+
+    // Firing, each with the labels of its series: the Baton job's name in `job`.
+    let firing = || -> Vec<(String, String, String, String)> {
+        let Some(data) = prometheus.api("alerts") else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = data["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| {
+                let l = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+                (
+                    l("alertname"),
+                    l("job"),
+                    l("host"),
+                    a["annotations"]["summary"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let want = |name: &str, job: &str, host: &str, summary: &str| {
+        (
+            name.to_string(),
+            job.to_string(),
+            host.to_string(),
+            summary.to_string(),
+        )
+    };
+    let expected = vec![
+        want(
+            "BatonFollowUpBehind",
+            "",
+            "",
+            "follow_up on host2 has not succeeded since my_job on host1 did",
+        ),
+        want(
+            "BatonJobFailing",
+            "follow_up",
+            "host2",
+            "follow_up on host2 last exited 1",
+        ),
+        want(
+            "BatonJobFailing",
+            "nightly_backup",
+            "host1",
+            "nightly_backup on host1 last exited 1",
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = firing();
+        if last.len() >= expected.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exactly these: not my_job (it succeeded), not the expired did_my_job.
+    assert_eq!(last, expected, "{}", prometheus.logs());
+
+    // The series as stored: `job` is the Baton job's (no exported_job), `instance` the
+    // target; the families without a job of their own carry the scrape job's.
+    let mine = prometheus.query(r#"baton_job_last_success_timestamp_seconds{job="my_job"}"#);
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    assert_eq!(mine[0].1, SUCCESS_24TH.to_string());
+    assert_eq!(mine[0].0["host"], "host1");
+    assert_eq!(mine[0].0["instance"], server.addr.as_str());
+    assert!(mine[0].0.get("exported_job").is_none(), "{mine:?}");
+    let live = prometheus.query(r#"baton_signals_live{host="host1"}"#);
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(
+        (live[0].0["job"].as_str(), live[0].1.as_str()),
+        (Some("baton"), "1")
+    );
+    let exits = prometheus.query(r#"baton_job_last_exit_code{host="host2"}"#);
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(exits[0].0["job"], "follow_up");
+    assert_eq!(exits[0].0["instance"], node.as_str());
+}
+
+#[test]
+fn metrics_file_is_readable_by_node_exporter_and_never_written_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Host::new("modes");
+    let dir = TestDir::new("textfile-mode");
+    let file = dir.join("baton.prom");
+    let tick = |at: &str| {
+        h.at("baton-run", at)
+            .args(["--lock", "j", "--metrics-file"])
+            .arg(&file)
+            .args(["--", "true"])
+            .run()
+            .status(0)
+            .stderr_is("");
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    tick("2012-01-24T16:00:00Z");
+    assert_eq!(mode(&file), 0o644);
+    // Tightened by hand (or by a umask): the next tick makes it readable again.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tick("2012-01-24T16:05:00Z");
+    assert_eq!(mode(&file), 0o644);
+    // A link planted in its place is replaced, never written through.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&victim, &file).unwrap();
+    tick("2012-01-24T16:10:00Z");
+    assert!(!std::fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(mode(&file), 0o644);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    assert_eq!(mode(&victim), 0o600);
+    promtool_check_metrics(&std::fs::read_to_string(&file).unwrap());
+}
+
+#[test]
+fn trimming_never_loses_the_last_run_and_the_last_success() {
+    // The reviewer's case: a `* * * * *` job with 1 success and 1999 skipped ticks, a
+    // success, 1000 skipped ticks, the last of them a real tick writing the metrics.
+    use chrono::{DateTime, Duration as Span, Utc};
+    let h = Host::new("trim");
+    let t0: DateTime<Utc> = "2012-01-23T00:00:00Z".parse().unwrap();
+    let at = |minute: i64| {
+        (t0 + Span::minutes(minute))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let history = h.state().join("history/every_minute.jsonl");
+    let skipped_lines = |from: i64, n: i64| -> String {
+        (from..from + n)
+            .map(|m| {
+                format!(
+                    "{{\"version\":1,\"job\":\"every_minute\",\"run\":\"r{m}\",\"host\":\"trim\",\"start\":\"{t}\",\"end\":\"{t}\",\"outcome\":\"skipped\",\"status\":76,\"attempts\":0,\"reason\":\"ifelapsed\"}}\n",
+                    t = at(m)
+                )
+            })
+            .collect()
+    };
+    let append = |text: String| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&history)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let tick = |minute: i64, want: i32| {
+        h.at("baton-run", &at(minute))
+            .args(["-q", "--lock", "every_minute", "--ifelapsed", "1d"])
+            .arg("--metrics-file")
+            .arg(h.dir.join("baton.prom"))
+            .args(["--", "true"])
+            .run()
+            .status(want);
+    };
+    tick(0, 0);
+    append(skipped_lines(1, 1999));
+    // A day and more on, the success: the 2001st line, so the file is trimmed.
+    tick(2000, 0);
+    append(skipped_lines(2001, 999));
+    tick(3000, 76);
+    let text = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(text.lines().count(), 1 + 1000, "trimmed again");
+    assert!(
+        !text
+            .lines()
+            .skip(1)
+            .any(|l| l.contains("\"outcome\":\"repaired\"")),
+        "both successes were trimmed away"
+    );
+
+    let metrics = std::fs::read_to_string(h.dir.join("baton.prom")).unwrap();
+    promtool_check_metrics(&metrics);
+    let s = samples(&metrics);
+    let success = (t0 + Span::minutes(2000)).timestamp() as f64;
+    let key = |name: &str| format!("{name}{{host=\"trim\",job=\"every_minute\"}}");
+    for (name, want) in [
+        ("baton_job_last_success_timestamp_seconds", success),
+        ("baton_job_last_run_timestamp_seconds", success),
+        ("baton_job_last_duration_seconds", 0.0),
+        ("baton_job_last_exit_code", 0.0),
+    ] {
+        assert_eq!(s.get(&key(name)), Some(&want), "{name}\n{metrics}");
+    }
+    let runs = |o: &str| {
+        s[&format!("baton_job_runs_total{{host=\"trim\",job=\"every_minute\",outcome=\"{o}\"}}")]
+    };
+    assert_eq!(
+        (runs("ran"), runs("skipped"), runs("failed")),
+        (2.0, 2999.0, 0.0)
+    );
+
+    // --history still shows that success, first, before the kept 1000 (into a file: more
+    // than a pipe holds).
+    h.sh(
+        &at(3000),
+        "baton-run --history every_minute --json > history.out",
+    )
+    .run()
+    .status(0);
+    let out = std::fs::read_to_string(h.dir.join("history.out")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1001);
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["outcome"], "repaired");
+    assert_eq!(first["start"], at(2000));
+}
+
+#[test]
+fn ping_puts_fail_before_the_query_and_refuses_urls_the_client_would() {
+    let h = Host::new("pingq");
+    let (addr, requests) = ping_listener(false);
+    let url = format!("http://{addr}/uuid?rid=abc");
+    for (cmd, status, line) in [
+        ("true", 0, "GET /uuid?rid=abc HTTP/1.1"),
+        ("false", 1, "GET /uuid/fail?rid=abc HTTP/1.1"),
+    ] {
+        h.at("baton-run", "2012-01-24T16:00:00Z")
+            .args(["-q", "--lock", "q", "--ping", &url, "--", cmd])
+            .run()
+            .status(status);
+        assert_eq!(
+            requests.recv_timeout(Duration::from_secs(10)).unwrap(),
+            line
+        );
+    }
+    // Refused before the job runs: one line, exit 2, nothing run or recorded.
+    for (bad, why) in [
+        ("http://[::1", "invalid IPv6 address"),
+        ("http://[::1]:99999/p", "invalid port number"),
+        ("http://127.0.0.1:0/p", "port 0"),
+        ("http://:80/p", "empty host"),
+        ("http:///p", "the URL has no host"),
+        ("ftp://127.0.0.1/p", "give an http:// or https:// URL"),
+        ("http://exa mple.com/p", "the URL holds white space"),
+    ] {
+        h.at("baton-run", "2012-01-24T16:00:00Z")
+            .args(["--lock", "refused", "--ping", bad, "--", "touch", "ran"])
+            .run()
+            .error("baton-run", &format!("--ping '{bad}': {why}"));
+    }
+    assert!(!h.dir.join("ran").exists(), "the job never ran");
+    assert!(!h.state().join("history/refused.jsonl").exists());
 }

@@ -497,7 +497,7 @@ fn failures_speak_with_or_without_q_and_successes_stay_silent() {
         .args(["-q", "--", "sh", "-c", "echo $$ > pid; kill -9 $$"])
         .run()
         .status(137);
-    failure_report(&run, "baton-run: sh__c_echo", "");
+    failure_report(&run, "baton-run: sh_", "");
     assert!(
         run.stderr().contains(" was killed by SIGKILL after "),
         "{}",
@@ -515,7 +515,7 @@ fn failures_speak_with_or_without_q_and_successes_stay_silent() {
         .run()
         .status(3);
     let want: String = (11..=30).map(|i| format!("line {i}\n")).collect();
-    failure_report(&run, "baton-run: sh__c_i_1", &want);
+    failure_report(&run, "baton-run: sh_", &want);
     for q in [&[][..], &["-q"][..]] {
         h.at("baton-run", T0)
             .args(q)
@@ -960,10 +960,13 @@ fn history_finds_a_job_by_the_name_the_user_gave() {
         .stderr_is("");
     let lines = run.lines();
     assert_eq!(lines[0], "START END JOB OUTCOME STATUS RUN REASON");
+    // The program's base name and a hash of the whole command line.
+    let job = lines[1].split(' ').nth(2).unwrap().to_string();
     assert!(
-        lines[1].contains(" bin_true_") && lines[1].contains(" repaired 0 "),
+        job.starts_with("true_") && job.len() == "true_".len() + 16,
         "{lines:?}"
     );
+    assert!(lines[1].contains(" repaired 0 "), "{lines:?}");
     assert_eq!(lines.len(), 2);
     h.at("baton-run", T0)
         .args(["--history", "/bin/true"])
@@ -976,17 +979,75 @@ fn history_finds_a_job_by_the_name_the_user_gave() {
     // Now `true` may mean either: both are named.
     let run = h.at("baton-run", T0).args(["--history", "true"]).run();
     let err = run.stderr();
-    let run = run.error("baton-run", "--history: 'true' may mean any of bin_true_");
+    let run = run.error("baton-run", "--history: 'true' may mean any of true_");
     assert!(
-        err.contains(", usr_bin_true_") && err.ends_with(": name one\n"),
+        err.contains(", true_") && err.ends_with(": name one\n"),
         "{}",
         run.stderr()
     );
-    // The readable part, exactly, is not ambiguous.
+    // The derived name, exactly, is not ambiguous.
     h.at("baton-run", T0)
-        .args(["--history", "usr_bin_true"])
+        .args(["--history", &job])
         .run()
         .status(0);
+}
+
+#[test]
+fn derived_job_names_never_carry_the_arguments() {
+    let h = Host::new("h");
+    let secret = ["--user=root", "--password=hunter2"];
+    h.at("baton-run", T0)
+        .args(["--", "/bin/true"])
+        .args(secret)
+        .run()
+        .status(0);
+    let jobs = || {
+        let run = h.at("baton-run", T0).arg("--history").run().status(0);
+        let mut jobs: Vec<String> = run.lines()[1..]
+            .iter()
+            .map(|l| l.split(' ').nth(2).unwrap().to_string())
+            .collect();
+        jobs.sort();
+        jobs.dedup();
+        jobs
+    };
+    let new = jobs();
+    assert_eq!(new.len(), 1);
+    let (readable, hash) = new[0].rsplit_once('_').unwrap();
+    assert_eq!(readable, "true", "{new:?}");
+    assert!(hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()));
+    let files = std::fs::read_dir(h.state().join("history")).unwrap();
+    for f in files {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        assert!(
+            !name.contains("hunter2") && !name.contains("password"),
+            "{name}"
+        );
+    }
+    // The same arguments again: the same job (the hash is of the whole command line).
+    h.at("baton-run", "2012-01-24T16:01:00Z")
+        .args(["--", "/bin/true"])
+        .args(secret)
+        .run()
+        .status(0);
+    assert_eq!(history(&h, &new[0]).len(), 2);
+
+    // A state dir an earlier version used: its history of this command is under the name
+    // that version derived from the whole command line, and stays there. `--history`
+    // lists both; `--history true` means this version's; the old one by its name.
+    let old = format!("bin_true___user_root___password_hunter2_{hash}");
+    let text = std::fs::read_to_string(h.state().join(format!("history/{}.jsonl", new[0])))
+        .unwrap()
+        .replace(&new[0], &old);
+    std::fs::write(h.state().join(format!("history/{old}.jsonl")), text).unwrap();
+    let mut both = vec![new[0].clone(), old.clone()];
+    both.sort();
+    assert_eq!(jobs(), both);
+    assert_eq!(history(&h, "true").len(), 2);
+    assert_eq!(history(&h, &old).len(), 2);
+    assert!(history(&h, "true")
+        .iter()
+        .all(|r| r["job"] == new[0].as_str()));
 }
 
 #[test]

@@ -10,13 +10,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Write `bytes` to `path` atomically: a temporary file in the same directory, fsync,
 /// rename over `path`, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, crate::safefs::FILE_MODE)
+}
+
+/// [`write_atomic`], the file's mode set to `mode` whatever the umask: 0644 for a file
+/// another user's daemon reads (the metrics textfile node_exporter collects).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::new(format!("{} has no parent directory", path.display())))?;
     let tmp = dir.join(temp_name(path));
     let result = (|| {
-        // 0600, never through a symbolic link: the replacement is private whatever the umask.
+        // 0600, never through a symbolic link: the replacement is private whatever the
+        // umask, until it is given `mode` (through its descriptor, never its name).
         let mut file = crate::safefs::create_new(&tmp)?;
+        if mode != crate::safefs::FILE_MODE {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io("chmod", &tmp, e))?;
+        }
         file.write_all(bytes)
             .map_err(|e| Error::io("write", &tmp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
@@ -75,6 +87,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("record.json")]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn modes_are_set_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("baton-fsmode-{}", std::process::id()));
+        ensure_dir(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let private = dir.join("private");
+        write_atomic(&private, b"x").unwrap();
+        assert_eq!(mode(&private), 0o600);
+        let public = dir.join("public.prom");
+        write_atomic_mode(&public, b"x", 0o644).unwrap();
+        assert_eq!(mode(&public), 0o644);
+        fs::set_permissions(&public, fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic_mode(&public, b"y", 0o644).unwrap();
+        assert_eq!(mode(&public), 0o644);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

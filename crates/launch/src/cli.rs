@@ -108,7 +108,7 @@ pub struct RunCli {
     #[arg(long, value_name = "FILE", env = "BATON_METRICS_FILE", value_parser = clap::value_parser!(std::ffi::OsString))]
     pub metrics_file: Option<OsString>,
 
-    /// GET URL when CMD succeeds and URL/fail when it fails (healthchecks.io style),
+    /// GET URL when CMD succeeds and URL with /fail on its path when it fails (healthchecks.io style),
     /// bounded by 5s; a failed ping is reported and never changes the exit status
     #[arg(long, value_name = "URL")]
     pub ping: Option<String>,

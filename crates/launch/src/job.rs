@@ -65,8 +65,11 @@ impl JobPaths {
     }
 }
 
-/// The job name: `--lock NAME`, else derived from the command line as a readable prefix
-/// plus a hash of the whole of it, so two commands never share a lock by accident.
+/// The job name: `--lock NAME`, else derived from the command line as the program's base
+/// name plus a hash of the whole of it (`mysqldump_a3aa5dd63fecd9e5`), so two commands
+/// never share a lock by accident. The arguments stay out of the readable part: the name
+/// is shown to `job:` viewers and in metric labels, and an argument may be a secret
+/// (`--password=...`).
 pub fn job_name(lock: Option<&str>, command: &[String]) -> Result<String> {
     if let Some(n) = lock {
         name::validate(n).map_err(|e| e.context("--lock"))?;
@@ -77,9 +80,16 @@ pub fn job_name(lock: Option<&str>, command: &[String]) -> Result<String> {
         }
         return Ok(n.to_string());
     }
-    let joined = command.join(" ");
-    let mut readable: String = name::canonify(&joined).chars().take(60).collect();
+    let program = command.first().map(String::as_str).unwrap_or_default();
+    let base = Path::new(program)
+        .file_name()
+        .and_then(|b| b.to_str())
+        .unwrap_or(program);
+    let mut readable: String = name::canonify(base).chars().take(60).collect();
     readable = readable.trim_matches('_').to_string();
+    if readable.is_empty() {
+        readable = "job".into();
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a: stable across builds and platforms
     for part in command {
         for b in part.bytes().chain([0]) {
@@ -235,10 +245,18 @@ mod tests {
     #[test]
     fn derived_names_are_stable_readable_and_distinct() {
         let a = job_name(None, &["/usr/local/bin/my_job".into()]).unwrap();
-        assert!(a.starts_with("usr_local_bin_my_job_"), "{a}");
+        assert_eq!(
+            a, "my_job_e224597ca50ad4f3",
+            "the base name, a hash of the whole"
+        );
         assert_eq!(
             a,
             job_name(None, &["/usr/local/bin/my_job".into()]).unwrap()
+        );
+        // A one-word command keeps the name earlier versions derived.
+        assert_eq!(
+            job_name(None, &["do_my_job_bundle".into()]).unwrap(),
+            "do_my_job_bundle_98df17603bfb4bf4"
         );
         let b = job_name(None, &["/usr/local/bin/my".into(), "job".into()]).unwrap();
         let c = job_name(None, &["/usr/local/bin/my job".into()]).unwrap();
@@ -246,6 +264,22 @@ mod tests {
         assert!(name::validate(&a).is_ok());
         let long = job_name(None, &["x".repeat(5000)]).unwrap();
         assert!(long.len() <= MAX_JOB_NAME);
+        assert!(job_name(None, &["/".into()]).unwrap().starts_with("job_"));
+    }
+
+    #[test]
+    fn derived_names_never_carry_the_arguments() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let dump = job_name(
+            None,
+            &argv(&["mysqldump", "--user=root", "--password=hunter2"]),
+        )
+        .unwrap();
+        assert_eq!(dump, "mysqldump_a3aa5dd63fecd9e5");
+        let other = job_name(None, &argv(&["mysqldump", "--user=root", "--password=x"])).unwrap();
+        assert!(other.starts_with("mysqldump_") && other != dump);
+        let sh = job_name(None, &argv(&["sh", "-c", "backup --token=s3cret"])).unwrap();
+        assert!(sh.starts_with("sh_") && !sh.contains("s3cret"), "{sh}");
     }
 
     #[test]

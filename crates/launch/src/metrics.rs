@@ -11,13 +11,17 @@
 //! small; `promtool check metrics` checks the output in the tests.
 
 use crate::history::{self, Record, Totals};
-use baton_core::fsutil::write_atomic;
+use baton_core::fsutil::write_atomic_mode;
 use baton_core::lock::lock_file;
 use baton_core::Result;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
+
+/// The mode of the `--metrics-file` text: node_exporter reads it as another user. It
+/// holds job, signal and host names, times and counts, nothing else.
+pub const METRICS_FILE_MODE: u32 = 0o644;
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -302,8 +306,9 @@ pub fn host_text(state_dir: &Path, host: &str, signals: &[SignalView]) -> Result
 }
 
 /// Write `host_text` to `path` atomically (node_exporter's textfile collector reads whole
-/// files). Writers take `STATE_DIR/history/.metrics.lock`, so a slower writer can never
-/// replace a newer text with an older one.
+/// files), mode 0644 so that node_exporter, another user, can read it. Writers take
+/// `STATE_DIR/history/.metrics.lock`, so a slower writer can never replace a newer text
+/// with an older one.
 pub fn write_file(path: &Path, state_dir: &Path, host: &str, signals: &[SignalView]) -> Result<()> {
     let lock_path = state_dir.join("history").join(".metrics.lock");
     if let Some(dir) = lock_path.parent() {
@@ -311,7 +316,7 @@ pub fn write_file(path: &Path, state_dir: &Path, host: &str, signals: &[SignalVi
     }
     let _lock = lock_file(&lock_path, std::time::Duration::from_secs(10))?;
     let text = host_text(state_dir, host, signals)?;
-    write_atomic(path, text.as_bytes())
+    write_atomic_mode(path, text.as_bytes(), METRICS_FILE_MODE)
 }
 
 #[cfg(test)]
