@@ -108,7 +108,7 @@ impl Target {
 }
 
 /// Names for peers: `NAME ADDRESS[:PORT]` per line (`#` comments), so crontab lines say
-/// `host1` and one file says where host1's baton-serve listens.
+/// `host1` and one file says where host1's baton-serve listens. Names match in any case.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     entries: Vec<(String, String)>,
@@ -138,7 +138,10 @@ impl Peers {
                     i + 1
                 )));
             }
-            if entries.iter().any(|(n, _)| n == name) {
+            if entries
+                .iter()
+                .any(|(n, _): &(String, String)| n.eq_ignore_ascii_case(name))
+            {
                 return Err(Error::new(format!(
                     "line {}: peer '{name}' is named twice",
                     i + 1
@@ -164,7 +167,7 @@ impl Peers {
     pub fn address(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, a)| a.as_str())
     }
 
@@ -176,7 +179,12 @@ impl Peers {
     /// The target for `name`: its address from the file, keeping `name` for `{host}`;
     /// a name not in the file is an address itself.
     pub fn target(&self, name: &str, https_by_default: bool) -> Result<Target> {
-        match self.entries.iter().find(|(n, _)| n == name) {
+        // Host names are case-insensitive (RFC 4343): `host1` finds a `Host1` line.
+        match self
+            .entries
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some((_, addr)) => {
                 let mut t = Target::parse(addr, https_by_default)?;
                 t.name = Some(name.to_string());
@@ -429,6 +437,11 @@ mod tests {
         assert_eq!(cf.address("Host2"), Some("cfengine://127.0.0.62"));
         assert_eq!(cf.address("Host3"), None);
         assert!(Peers::parse("Host2 cfengine://").is_err());
+        // Host names match in any case; a name given twice in two cases is refused.
+        assert_eq!(cf.address("host2"), Some("cfengine://127.0.0.62"));
+        let t = peers.target("HOST1", false).unwrap();
+        assert_eq!(t.label(), "127.0.0.11:7401");
+        assert!(Peers::parse("h1 127.0.0.1\nH1 127.0.0.2\n").is_err());
     }
 
     #[test]
