@@ -1176,10 +1176,12 @@ fn a_condition_decides_the_tick_and_every_tick_leaves_its_reason() {
         .status(76)
         .stderr_is("");
     // An upstream that cannot be asked: baton-query alone fails the tick (2) ...
-    tick("2012-01-24T17:10:00Z", "baton-query 127.0.0.1:1 did_my_job").error(
-        "baton-run",
-        "follow: --condition exited with status 2, so the job did not run: baton-query: cannot ask 127.0.0.1:1",
-    );
+    let refused = "baton-query: cannot ask 127.0.0.1:1: connection refused";
+    tick("2012-01-24T17:10:00Z", "baton-query 127.0.0.1:1 did_my_job")
+        .status(2)
+        .stderr_is(&format!(
+            "{refused}\nbaton-run: follow: --condition exited with status 2, so the job did not run: {refused}\n"
+        ));
     // ... in a pipeline the last command decides: skipped, and baton-query's line said.
     let run = tick(
         "2012-01-24T17:15:00Z",
@@ -1192,10 +1194,16 @@ fn a_condition_decides_the_tick_and_every_tick_leaves_its_reason() {
         "{}",
         run.stderr()
     );
-    // Its stdout is not cron mail.
+    // Its stdout is not cron mail; what it says on stderr is, whatever it answers.
     tick("2012-01-24T17:20:00Z", "echo names; exit 1")
         .status(76)
         .stderr_is("");
+    tick(
+        "2012-01-24T17:25:00Z",
+        "echo warned >&2; echo names; exit 1",
+    )
+    .status(76)
+    .stderr_is("warned\n");
     assert_eq!(std::fs::read_to_string(h.dir.join("ran")).unwrap(), "ran\n");
     h.at("baton-signal", T0)
         .args(["list", "follow_skipped"])
@@ -1219,8 +1227,13 @@ fn a_condition_decides_the_tick_and_every_tick_leaves_its_reason() {
             ("skipped", 76),
             ("error", 2),
             ("skipped", 76),
+            ("skipped", 76),
             ("skipped", 76)
         ]
+    );
+    assert_eq!(
+        r[5]["reason"],
+        "skipped follow: --condition is false: warned"
     );
     assert_eq!(r[1]["reason"], "skipped follow: --condition is false");
     assert!(
@@ -1269,4 +1282,80 @@ fn a_hanging_condition_is_ended_at_the_timeout() {
     assert_dead(&h, "cond");
     assert!(!h.dir.join("ran").exists());
     assert_eq!(history(&h, "c")[0]["outcome"], "error");
+}
+
+/// The condition is asked under the job's lock, after a dead run's leftovers are ended:
+/// a tick meanwhile is busy, and the run's age (for --expireafter, --ifelapsed and the
+/// history) starts when the job does, not when the condition began.
+#[test]
+fn a_condition_is_asked_under_the_lock_and_its_time_is_not_the_runs() {
+    let h = Host::new("h");
+    h.set_clock("2012-01-24T16:00:00Z");
+    let clock = h.dir.join("now");
+    let run = |args: &[&str]| {
+        let mut cmd = h.at("baton-run", "2012-01-24T16:00:00Z");
+        cmd = cmd.env("BATON_NOW", &clock);
+        cmd.args(args).run()
+    };
+    // The condition takes "seven minutes" (it moves the clock file), then says yes.
+    let asks = format!(
+        "echo 2012-01-24T16:07:00Z > {d}/now.tmp && mv {d}/now.tmp {d}/now",
+        d = h.dir.path.display()
+    );
+    run(&["--lock", "j", "--condition", &asks, "--", "true"])
+        .status(0)
+        .stderr_is("");
+    let r = history(&h, "j");
+    assert_eq!(r[0]["start"], "2012-01-24T16:07:00Z");
+    let state = std::fs::read_to_string(h.state().join("jobs/j.json")).unwrap();
+    assert!(
+        state.contains("\"last_start\":\"2012-01-24T16:07:00Z\""),
+        "{state}"
+    );
+
+    // A condition still asking holds the job: the tick meanwhile is busy.
+    let asking_file = h.dir.join("asking");
+    let condition = format!("touch {}; sleep 300", asking_file.display());
+    let mut first = h.at("baton-run", "2012-01-24T17:00:00Z").args([
+        "--lock",
+        "k",
+        "--condition",
+        &condition,
+        "--",
+        "true",
+    ]);
+    first
+        .cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let asking = first.cmd.spawn().unwrap();
+    wait_until("the condition to start", Duration::from_secs(20), || {
+        asking_file.exists()
+    });
+    h.at("baton-run", "2012-01-24T17:00:00Z")
+        .args(["--lock", "k", "--", "true"])
+        .run()
+        .status(75);
+    // TERM to baton-run ends its condition; the tick is an error, recorded, and nothing
+    // of the condition is left.
+    std::process::Command::new("kill")
+        .arg(asking.id().to_string())
+        .status()
+        .unwrap();
+    let out = asking.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("k: --condition was stopped: baton-run got SIGTERM"),
+        "{said}"
+    );
+    let r = history(&h, "k");
+    let mut outcomes: Vec<&str> = r.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["busy", "error"]);
+    h.at("baton-run", "2012-01-24T17:05:00Z")
+        .args(["--lock", "k", "--", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
 }

@@ -18,6 +18,7 @@ use baton_store::{Context, Policy, SignalStore};
 use chrono::{DateTime, Utc};
 use rustix::process::Signal;
 use std::fs::File;
+use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -130,14 +131,6 @@ fn tick(
     sup: &mut Supervisor,
 ) -> Result<Report> {
     let mut alerts = Vec::new();
-    // Before the lock: a condition waiting for an upstream never makes another tick busy.
-    if let Some(condition) = &spec.condition {
-        if let Some((why, said)) = check_condition(spec, site, condition, now, sup)? {
-            let mut report = finish_not_run(spec, site, paths, now, Outcome::Skipped, why, alerts)?;
-            report.output = said;
-            return Ok(report);
-        }
-    }
     let mut held = match job::try_lock(&paths.lock)? {
         Some(job) => match job::try_lock(&paths.takeover)? {
             Some(takeover) => Held {
@@ -178,15 +171,44 @@ fn tick(
         raise_all(spec, backend, &spec.on_skipped, now, &run_id(now))?;
         return finish_not_run(spec, site, paths, now, Outcome::Skipped, why, alerts);
     }
+    let me = ProcId::current().unwrap_or(ProcId {
+        pid: std::process::id(),
+        start: 0,
+    });
+    let mut now = now;
+    if let Some(condition) = &spec.condition {
+        // Asked under the lock and on record (a holder with no job yet): a tick meanwhile
+        // is busy, never a second question, and --expireafter can end one that hangs.
+        state.running = Some(Running {
+            run: run_id(now),
+            pid: 0,
+            pgid: 0,
+            pid_start: 0,
+            holder: me.pid,
+            holder_start: me.start,
+            started: now,
+        });
+        state.save(paths)?;
+        held.takeover = None;
+        let verdict = check_condition(spec, site, condition, now, sup);
+        state.running = None;
+        let saved = state.save(paths);
+        match verdict {
+            Ok(None) => saved?,
+            Ok(Some(why)) => {
+                saved?;
+                return finish_not_run(spec, site, paths, now, Outcome::Skipped, why, alerts);
+            }
+            Err(e) => return Err(e),
+        }
+        // The run starts now: the time the condition took is not the run's age.
+        now = site.clock.now().unwrap_or(now).max(now);
+    }
 
     let run_id = run_id(now);
     let log_path = paths.logs.join(format!("{run_id}.log"));
     let capture = Capture::create(&log_path, spec.log_limit)
         .map_err(|e| Error::io("create log", &log_path, e))?;
-    let me = ProcId::current().unwrap_or(ProcId {
-        pid: std::process::id(),
-        start: 0,
-    });
     state.last_start = Some(now);
     state.running = Some(Running {
         run: run_id.clone(),
@@ -538,22 +560,21 @@ fn take_over(
     }))
 }
 
-/// Why this tick must not run the job, if it must not. `--once-per` keys live with the
-/// signals, in the store's once-per ledger.
 /// Run `--condition` as `sh -c`, with the job's environment, bounded by `--timeout`, its
-/// processes ended afterwards as a run's are, and read its exit status as systemd reads
-/// `ExecCondition=` (systemd.service(5)): 0 runs the job; 1 skips the tick, returned as
-/// the reason and what the condition said on stderr (a silent condition says nothing:
-/// `baton-query` and `baton-if` are silent when the answer is no, and speak on errors);
-/// any other ending is an error, so the tick is recorded as failed before running.
-/// The condition's stdout (the names `baton-query` prints) is thrown away.
+/// processes ended afterwards as a run's are, and read its exit status with Baton's
+/// codes (`baton-if`, `baton-query`): 0 runs the job; 1 says no, so the tick is skipped
+/// (returns the reason); anything else could not decide, so the tick is an error. (Like
+/// systemd's `ExecCondition=`, systemd.service(5), except that there 2 to 254 skip too.)
+/// What it says on stderr is passed on to stderr, whatever its status, as it would have
+/// been from the crontab line; its last line ends the reason. Its stdout (the names
+/// `baton-query` prints) is thrown away.
 fn check_condition(
     spec: &RunSpec,
     site: &Site,
     condition: &str,
     now: DateTime<Utc>,
     sup: &mut Supervisor,
-) -> Result<Option<(String, String)>> {
+) -> Result<Option<String>> {
     let run_id = run_id(now);
     // The supervisor pipes stdout with stderr: the shell sends its stdout away first.
     let argv = ["/bin/sh", "-c", &format!("exec >/dev/null\n{condition}")].map(String::from);
@@ -571,6 +592,7 @@ fn check_condition(
         |_| {},
     );
     let said = capture.lock().map(|c| c.excerpt()).unwrap_or_default();
+    let _ = std::io::stderr().lock().write_all(said.as_bytes());
     let last = said.lines().rev().map(str::trim).find(|l| !l.is_empty());
     let with_last = |what: String| match last {
         Some(line) => format!("{what}: {line}"),
@@ -579,8 +601,10 @@ fn check_condition(
     let how = match ending {
         Ending::Exited(0) => return Ok(None),
         Ending::Exited(1) => {
-            let why = with_last(format!("skipped {}: --condition is false", spec.job));
-            return Ok(Some((why, said)));
+            return Ok(Some(with_last(format!(
+                "skipped {}: --condition is false",
+                spec.job
+            ))));
         }
         Ending::Exited(code) => format!("exited with status {code}"),
         Ending::Signalled(sig) => format!("was killed by {}", signal_name(sig)),
@@ -597,6 +621,8 @@ fn check_condition(
     ))))
 }
 
+/// Why this tick must not run the job, if it must not. `--once-per` keys live with the
+/// signals, in the store's once-per ledger.
 fn skip_reason(
     spec: &RunSpec,
     state: &JobState,
