@@ -309,3 +309,46 @@ fn baton_serve_killed_at_any_instant_loses_nothing() {
         .status(0)
         .stdout_is("a\nb\nc\n");
 }
+
+/// A full disk can let a run's history line through but not the state that says the run
+/// is over: the next tick finds the run "lost", ends what is left of it, and records it
+/// only if its record is not there already. One run, one record.
+#[test]
+fn a_run_already_recorded_is_not_recorded_again_as_lost() {
+    let h = Host::new("h");
+    h.at("baton-run", T0)
+        .args(["--lock", "d", "--", "true"])
+        .run()
+        .status(0);
+    let history = h.state().join("history/d.jsonl");
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&history).unwrap().trim()).unwrap();
+    let run = first["run"].as_str().unwrap();
+    // The state as the full disk left it: the run still on record as running, its
+    // baton-run (pid 1's start time never matches a process of ours) long gone.
+    let state = h.state().join("jobs/d.json");
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    s["running"] = serde_json::json!({
+        "run": run, "pid": 0, "pgid": 0, "pid_start": 0,
+        "holder": 4_194_303u32, "holder_start": 1, "started": T0
+    });
+    std::fs::write(&state, s.to_string()).unwrap();
+    h.at("baton-run", "2012-01-24T16:05:00Z")
+        .args(["--lock", "d", "--", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&history)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let runs: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["run"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0], (run, "repaired"));
+    assert_eq!(runs[1].1, "repaired");
+}

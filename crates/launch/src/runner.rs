@@ -486,6 +486,11 @@ fn end_leftovers(
         ));
         why.push_str(&format!("; run {next} ended {ended} leftover processes"));
     }
+    // Its outcome may be on record already: a full disk let the history line through but
+    // not the state that says the run is over. One run, one record.
+    if recorded(paths, spec, &prev.run) {
+        return Ok(());
+    }
     let mut r = record(
         spec,
         site,
@@ -497,6 +502,15 @@ fn end_leftovers(
     r.reason = Some(why);
     r.attempts = u32::from(prev.pid != 0);
     history::append(paths, &r)
+}
+
+/// Whether the job's history holds a record of run `run`.
+fn recorded(paths: &JobPaths, spec: &RunSpec, run: &str) -> bool {
+    let Some(dir) = paths.history.parent() else {
+        return false;
+    };
+    history::read(dir, Some(&spec.job))
+        .is_ok_and(|records| records.iter().rev().any(|r| r.run == run))
 }
 
 /// With `--expireafter`, take over from a run that has held the lock too long, whatever
