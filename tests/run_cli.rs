@@ -1359,3 +1359,39 @@ fn a_condition_is_asked_under_the_lock_and_its_time_is_not_the_runs() {
         .status(0)
         .stderr_is("");
 }
+
+/// The log a failure line names is there to read, even when a clock stepped back sorts
+/// it before the logs `--keep-logs` keeps.
+#[test]
+fn the_log_a_failure_names_is_kept() {
+    let h = Host::new("h");
+    h.at("baton-run", "2012-01-24T16:00:00Z")
+        .args(["--lock", "kl", "--keep-logs", "1", "--", "true"])
+        .run()
+        .status(0);
+    let run = h
+        .at("baton-run", "2012-01-24T15:00:00Z")
+        .args([
+            "--lock",
+            "kl",
+            "--keep-logs",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "echo why; exit 1",
+        ])
+        .run()
+        .status(1);
+    let err = run.stderr();
+    let log = err
+        .split("(log ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no log named: {err}"));
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "why\n");
+    let kept = std::fs::read_dir(h.state().join("logs/kl"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 1);
+}

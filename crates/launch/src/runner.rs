@@ -336,7 +336,7 @@ fn tick(
         r.reason = Some(r.reason.map_or(more.clone(), |w| format!("{w}; {more}")));
     }
     note(history::append(paths, &r));
-    prune_logs(paths, spec.keep_logs);
+    prune_logs(paths, spec.keep_logs, &log_path);
     let mut status = ending.status();
     if !unrecorded.is_empty() {
         alerts.push(format!(
@@ -705,18 +705,19 @@ fn raise_all(
     Ok(())
 }
 
-/// Keep the newest `keep` logs of the job (names sort by start time).
-fn prune_logs(paths: &JobPaths, keep: usize) {
+/// Keep the newest `keep` logs of the job (names sort by start time), and always this
+/// run's own, which its failure line names (a clock stepped back sorts it first).
+fn prune_logs(paths: &JobPaths, keep: usize, current: &std::path::Path) {
     let Ok(dir) = std::fs::read_dir(&paths.logs) else {
         return;
     };
     let mut logs: Vec<_> = dir
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter(|p| p.extension().is_some_and(|x| x == "log") && p != current)
         .collect();
     logs.sort();
-    let excess = logs.len().saturating_sub(keep);
+    let excess = logs.len().saturating_sub(keep.saturating_sub(1));
     for old in &logs[..excess] {
         let _ = std::fs::remove_file(old);
     }
