@@ -322,6 +322,12 @@ fn once_per_fires_once_per_key_and_failures_do_not_count() {
 #[test]
 fn history_lists_every_job_and_logs_are_bounded() {
     let h = Host::new("h");
+    // Before any run: a "no" that names the state dir it read, never silence.
+    h.at("baton-run", T0)
+        .arg("--history")
+        .run()
+        .status(1)
+        .says("baton-run", "--history: no job has run here (in ");
     for i in 0..4 {
         h.at("baton-run", &format!("2012-01-24T16:0{i}:00Z"))
             .args(["--lock", "a", "--keep-logs", "2", "--", "echo", "x"])

@@ -42,11 +42,11 @@ pub struct RunCli {
     #[arg(long, value_name = "DUR")]
     pub expireafter: Option<Duration>,
 
-    /// Kill CMD's whole process group after DUR and count the run as failed (status 124)
+    /// End the job (every process it started) after DUR and count the run as failed (status 124)
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<Duration>,
 
-    /// Time between TERM and KILL when killing a process group
+    /// Time between TERM and KILL when ending a job's processes
     #[arg(long, value_name = "DUR", default_value = "10s")]
     pub grace: Duration,
 
@@ -328,6 +328,14 @@ fn print_history(cli: &RunCli, job: &str) -> Result<ExitStatus> {
         }
     };
     let mut records = history::read(&dir, job.as_deref())?;
+    if records.is_empty() && job.is_none() {
+        // Silence here would read as "it never ran" when the state dir is the wrong one.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "baton-run: --history: no job has run here (in {}); is this the state dir the crontab uses?",
+            dir.display()
+        );
+    }
     if let Some(n) = cli.limit {
         records.drain(..records.len().saturating_sub(n));
     }

@@ -120,7 +120,17 @@ impl Capture {
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
         let from = lines.len().saturating_sub(EXCERPT_LINES);
-        let mut out = lines[from..].join("\n");
+        // Cron mails this and terminals show it: control bytes (NUL, ESC, CR) are shown
+        // escaped, never passed on; the log keeps the bytes as they came.
+        let mut out: String = lines[from..]
+            .join("\n")
+            .chars()
+            .flat_map(|c| match c {
+                '\n' | '\t' => vec![c],
+                c if c.is_control() => c.escape_default().collect(),
+                c => vec![c],
+            })
+            .collect();
         if !out.is_empty() {
             out.push('\n');
         }
@@ -398,5 +408,12 @@ mod tests {
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_excerpt_escapes_control_bytes() {
+        let mut c = Capture::in_memory();
+        c.feed(b"a\x00b\x1b[2J\rX\tY\nnext\n");
+        assert_eq!(c.excerpt(), "a\\u{0}b\\u{1b}[2J\\rX\tY\nnext\n");
     }
 }
