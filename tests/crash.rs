@@ -62,7 +62,8 @@ fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
         .run()
         .status(0);
     // Each tick's record: the 40 that ran whole, and for each killed one that had taken
-    // the lock, a record (written by the next tick) that its outcome was lost.
+    // the lock, a record (written by the next tick) that its outcome was lost, or, if
+    // its command had not started, that it ran nothing.
     let mut repaired = 0;
     for line in history.lines() {
         let r: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -75,6 +76,17 @@ fn baton_run_killed_at_any_instant_leaves_no_stuck_lock_or_torn_record() {
                         .as_str()
                         .unwrap()
                         .starts_with("its baton-run ended before recording the outcome"),
+                    "{r}"
+                );
+            }
+            // Killed after taking the lock but before the command started: nothing ran.
+            "error" => {
+                assert_eq!(r["status"], 2, "{r}");
+                assert!(
+                    r["reason"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("its baton-run ended before the job started"),
                     "{r}"
                 );
             }
@@ -351,4 +363,54 @@ fn a_run_already_recorded_is_not_recorded_again_as_lost() {
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_eq!(runs[0], (run, "repaired"));
     assert_eq!(runs[1].1, "repaired");
+}
+
+/// A baton-run killed while asking its --condition ran nothing: the next tick ends what
+/// the condition left and records an error tick, never a failed run of the job (which
+/// would fire "job failing" alerts for a job that never started).
+#[test]
+fn a_run_killed_while_asking_its_condition_is_an_error_not_a_failure() {
+    let h = Host::new("h");
+    let mut runner = spawn(
+        &h,
+        "baton-run",
+        &[
+            "--lock",
+            "c",
+            "--condition",
+            "echo $$ > asking.pid; sleep 300",
+            "--",
+            "touch",
+            "ran",
+        ],
+    );
+    wait_until("the condition to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(h.dir.join("asking.pid")).is_ok_and(|p| !p.trim().is_empty())
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let asking = std::fs::read_to_string(h.dir.join("asking.pid")).unwrap();
+    h.at("baton-run", "2012-01-24T16:05:00Z")
+        .args(["--lock", "c", "--condition", "exit 1", "--", "touch", "ran"])
+        .run()
+        .status(76);
+    assert!(
+        !crate::util::process_alive(&asking),
+        "the condition survived"
+    );
+    assert!(!h.dir.join("ran").exists());
+    let history = h
+        .at("baton-run", T0)
+        .args(["--history", "c", "--json"])
+        .run()
+        .status(0);
+    let outcomes: Vec<String> = history
+        .lines()
+        .iter()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{} {}", r["outcome"].as_str().unwrap(), r["status"])
+        })
+        .collect();
+    assert_eq!(outcomes, ["error 2", "skipped 76"]);
 }

@@ -28,7 +28,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The outcomes every job exports a `baton_job_runs_total` series for, zeros included,
 /// so that `increase()` sees a series from the first scrape.
-pub const OUTCOMES: [&str; 5] = ["ran", "failed", "timeout", "skipped", "busy"];
+pub const OUTCOMES: [&str; 6] = ["ran", "failed", "timeout", "skipped", "busy", "error"];
 
 /// A metric family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,7 +249,7 @@ pub fn render_host(ex: &mut Exposition, host: &str, jobs: &[JobSummary], signals
     ex.family(
         runs,
         Kind::Counter,
-        "Ticks of the job by outcome: ran (succeeded), failed, timeout, skipped (--ifelapsed or --once-per), busy (locked).",
+        "Ticks of the job by outcome: ran (succeeded), failed, timeout, skipped (--condition false, --ifelapsed, --once-per), busy (locked), error (failed before running).",
     );
     for j in jobs {
         let mut by_label: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, 0)).collect();

@@ -475,7 +475,15 @@ fn end_leftovers(
     };
     let extra: Vec<ProcId> = prev.command().into_iter().collect();
     let ended = end_all(|| job_processes(None, &marker, &extra), spec.grace.std());
-    let mut why = "its baton-run ended before recording the outcome".to_string();
+    // A run whose command never started (its baton-run died asking --condition, or
+    // before the spawn) ran nothing: it is an error tick, not a failed run.
+    let started = prev.pid != 0;
+    let mut why = if started {
+        "its baton-run ended before recording the outcome"
+    } else {
+        "its baton-run ended before the job started"
+    }
+    .to_string();
     if ended > 0 {
         alerts.push(format!(
             "ended {ended} process{} left running by run {} of {} (started {}), whose baton-run died",
@@ -496,11 +504,19 @@ fn end_leftovers(
         site,
         prev.run.clone(),
         prev.started,
-        Outcome::Failed,
-        ExitStatus::UNRECORDED,
+        if started {
+            Outcome::Failed
+        } else {
+            Outcome::Error
+        },
+        if started {
+            ExitStatus::UNRECORDED
+        } else {
+            ExitStatus::ERROR
+        },
     );
     r.reason = Some(why);
-    r.attempts = u32::from(prev.pid != 0);
+    r.attempts = u32::from(started);
     history::append(paths, &r)
 }
 
