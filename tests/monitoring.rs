@@ -1053,6 +1053,14 @@ fn metrics_file_is_readable_by_node_exporter_and_never_written_through_a_link() 
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     assert_eq!(mode(&victim), 0o600);
     promtool_check_metrics(&std::fs::read_to_string(&file).unwrap());
+    // A bare file name (BATON_METRICS_FILE=baton.prom) is in the working directory,
+    // written without a word on stderr.
+    h.at("baton-run", "2012-01-24T16:15:00Z")
+        .args(["--lock", "j", "--metrics-file", "here.prom", "--", "true"])
+        .run()
+        .status(0)
+        .stderr_is("");
+    assert_eq!(mode(&h.dir.join("here.prom")), 0o644);
 }
 
 #[test]

@@ -16,9 +16,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// [`write_atomic`], the file's mode set to `mode` whatever the umask: 0644 for a file
 /// another user's daemon reads (the metrics textfile node_exporter collects).
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::new(format!("{} has no parent directory", path.display())))?;
+    // A bare file name (`baton.prom`) lives in the working directory, whose name is "".
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => {
+            return Err(Error::new(format!(
+                "{} has no parent directory",
+                path.display()
+            )))
+        }
+    };
     let tmp = dir.join(temp_name(path));
     let result = (|| {
         // 0600, never through a symbolic link: the replacement is private whatever the
