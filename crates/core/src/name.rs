@@ -31,7 +31,7 @@ pub fn validate(name: &str) -> Result<()> {
     if let Some(pos) = name.bytes().position(|b| !is_name_char(b)) {
         let bad = name[pos..].chars().next().unwrap_or('?');
         return Err(Error::new(format!(
-            "invalid class name '{name}': '{bad}' at column {} (use letters, digits and _, or --canonify)",
+            "invalid class name '{name}': '{bad}' at column {} (use letters, digits and _)",
             pos + 1
         )));
     }

@@ -80,7 +80,13 @@ fn signal_name(text: &str, canonify: bool) -> Result<String> {
     } else {
         text.to_string()
     };
-    validate_signal_name(&n)?;
+    // Only baton-signal has --canonify: the hint belongs here, not in every name check.
+    validate_signal_name(&n).map_err(|e| match e.message.strip_suffix(')') {
+        Some(m) if m.starts_with("invalid class name") => {
+            baton_core::Error::new(format!("{m}, or --canonify)"))
+        }
+        _ => e,
+    })?;
     Ok(n)
 }
 
