@@ -159,7 +159,10 @@ fn run(cli: RunCli) -> Result<ExitStatus> {
                 // Before the failure line, which the job's output follows.
                 report.alerts.insert(
                     0,
-                    format!("cannot ping {url}: {why} (the job's outcome stands)"),
+                    format!(
+                        "cannot ping {}: {why} (the job's outcome stands)",
+                        ping::shown(&url)
+                    ),
                 );
             }
         }

@@ -69,6 +69,17 @@ pub fn url_for(base: &str, succeeded: bool) -> String {
     url.into()
 }
 
+/// `url` as it may be shown (cron mails it): a password in it replaced by `***`.
+pub fn shown(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.into()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// GET `url`, bounded by `timeout`; the error is one short reason.
 pub fn ping(url: &str, timeout: Duration) -> std::result::Result<(), String> {
     let agent = ureq::AgentBuilder::new()
@@ -89,6 +100,18 @@ pub fn ping(url: &str, timeout: Duration) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            shown("http://user:pw@127.0.0.1:1/x/fail"),
+            "http://user:***@127.0.0.1:1/x/fail"
+        );
+        assert_eq!(
+            shown("https://hc-ping.com/u?rid=1"),
+            "https://hc-ping.com/u?rid=1"
+        );
+    }
 
     #[test]
     fn urls() {
