@@ -175,9 +175,24 @@ fn peer_name(t: &Target) -> String {
     t.name.clone().unwrap_or_else(|| t.label())
 }
 
-/// A peer's answer cut to what the page carries: the first [`MAX_SIGNALS`] signals and
-/// [`MAX_JOBS`] jobs, each job's newest [`MAX_RUNS`] ticks, with a note where it was cut.
+/// A peer's answer cut to what the page carries: signals and jobs with class names (a
+/// job once), the first [`MAX_SIGNALS`] signals and [`MAX_JOBS`] jobs, each job's newest
+/// [`MAX_RUNS`] ticks, with a note where it was cut.
 fn bounded(mut s: HostStatus) -> HostStatus {
+    // A peer's answer is untrusted, as in baton-query: only class names are shown, and a
+    // job once.
+    let (n_signals, n_jobs) = (s.signals.len(), s.jobs.len());
+    s.signals
+        .retain(|sig| baton_core::name::validate(&sig.name).is_ok());
+    let mut seen = std::collections::HashSet::new();
+    s.jobs
+        .retain(|j| baton_core::name::validate(&j.job).is_ok() && seen.insert(j.job.clone()));
+    let dropped = n_signals - s.signals.len() + n_jobs - s.jobs.len();
+    if dropped > 0 {
+        s.notes.push(format!(
+            "{dropped} names that are not class names, or repeated, left out"
+        ));
+    }
     if s.signals.len() > MAX_SIGNALS {
         s.notes.push(format!(
             "{} signals: the first {MAX_SIGNALS} shown",
@@ -380,6 +395,22 @@ mod tests {
                 format!("{} signals: the first {MAX_SIGNALS} shown", MAX_SIGNALS + 5),
                 format!("{} jobs: the first {MAX_JOBS} shown", MAX_JOBS + 1),
             ]
+        );
+    }
+
+    #[test]
+    fn a_peers_names_are_class_names_and_a_job_comes_once() {
+        let s = bounded(host(
+            "h",
+            &["did_x", "<b>x</b>", "did_\u{202e}y"],
+            &["ctl", "ctl", "a b"],
+        ));
+        let signals: Vec<&str> = s.signals.iter().map(|x| x.name.as_str()).collect();
+        let jobs: Vec<&str> = s.jobs.iter().map(|j| j.job.as_str()).collect();
+        assert_eq!((signals, jobs), (vec!["did_x"], vec!["ctl"]));
+        assert_eq!(
+            s.notes,
+            ["4 names that are not class names, or repeated, left out"]
         );
     }
 }

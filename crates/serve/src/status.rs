@@ -59,6 +59,12 @@ pub fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Direction overrides and isolates (Unicode TR9) would let a name read as
+            // another; control characters have no place on the page. Shown as U+FFFD.
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => {
+                out.push('\u{fffd}')
+            }
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -321,6 +327,7 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        assert_eq!(esc("did_\u{202e}x\u{1b}[2J"), "did_\u{fffd}x\u{fffd}[2J");
         assert_eq!(span(TimeDelta::seconds(42)), "42s");
         assert_eq!(span(TimeDelta::seconds(3725)), "1h 2m");
         assert_eq!(span(TimeDelta::seconds(-90)), "-1m 30s");
