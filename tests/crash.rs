@@ -7,6 +7,21 @@ use std::time::Duration;
 
 const T0: &str = "2012-01-24T16:00:00Z";
 
+/// Each tick of `job` in the history: `OUTCOME STATUS`, oldest first.
+fn outcomes(h: &Host, job: &str) -> Vec<String> {
+    h.at("baton-run", T0)
+        .args(["--history", job, "--json"])
+        .run()
+        .status(0)
+        .lines()
+        .iter()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{} {}", r["outcome"].as_str().unwrap(), r["status"])
+        })
+        .collect()
+}
+
 fn spawn(h: &Host, bin_name: &str, args: &[&str]) -> std::process::Child {
     let mut cmd = Command::new(bin(bin_name));
     crate::util::without_baton_env(&mut cmd);
@@ -221,20 +236,7 @@ fn a_lost_run_is_recorded_once_when_the_ticks_after_it_skip() {
     );
     assert!(!crate::util::process_alive(&job), "the job survived");
     tick("2012-01-24T16:10:00Z").stderr_is("");
-    let history = h
-        .at("baton-run", T0)
-        .args(["--history", "s", "--json"])
-        .run()
-        .status(0);
-    let outcomes: Vec<String> = history
-        .lines()
-        .iter()
-        .map(|l| {
-            let r: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", r["outcome"].as_str().unwrap(), r["status"])
-        })
-        .collect();
-    assert_eq!(outcomes, ["failed 73", "skipped 76", "skipped 76"]);
+    assert_eq!(outcomes(&h, "s"), ["failed 73", "skipped 76", "skipped 76"]);
     let state = std::fs::read(h.state().join("jobs/s.json")).unwrap();
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert!(state["running"].is_null(), "{state}");
@@ -399,18 +401,5 @@ fn a_run_killed_while_asking_its_condition_is_an_error_not_a_failure() {
         "the condition survived"
     );
     assert!(!h.dir.join("ran").exists());
-    let history = h
-        .at("baton-run", T0)
-        .args(["--history", "c", "--json"])
-        .run()
-        .status(0);
-    let outcomes: Vec<String> = history
-        .lines()
-        .iter()
-        .map(|l| {
-            let r: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!("{} {}", r["outcome"].as_str().unwrap(), r["status"])
-        })
-        .collect();
-    assert_eq!(outcomes, ["error 2", "skipped 76"]);
+    assert_eq!(outcomes(&h, "c"), ["error 2", "skipped 76"]);
 }

@@ -123,6 +123,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// Run `run`, held by `holder` (this `baton-run`) since `started`, its command not
+    /// started yet.
+    pub fn held_by(run: String, holder: ProcId, started: DateTime<Utc>) -> Running {
+        Running {
+            run,
+            pid: 0,
+            pgid: 0,
+            pid_start: 0,
+            holder: holder.pid,
+            holder_start: holder.start,
+            started,
+        }
+    }
+
     /// The `baton-run` holding the lock, named so that PID reuse cannot fool us.
     pub fn holder(&self) -> Option<ProcId> {
         (self.holder != 0).then_some(ProcId {

@@ -179,15 +179,7 @@ fn tick(
     if let Some(condition) = &spec.condition {
         // Asked under the lock and on record (a holder with no job yet): a tick meanwhile
         // is busy, never a second question, and --expireafter can end one that hangs.
-        state.running = Some(Running {
-            run: run_id(now),
-            pid: 0,
-            pgid: 0,
-            pid_start: 0,
-            holder: me.pid,
-            holder_start: me.start,
-            started: now,
-        });
+        state.running = Some(Running::held_by(run_id(now), me, now));
         state.save(paths)?;
         held.takeover = None;
         let verdict = check_condition(spec, site, condition, now, sup);
@@ -210,15 +202,7 @@ fn tick(
     let capture = Capture::create(&log_path, spec.log_limit)
         .map_err(|e| Error::io("create log", &log_path, e))?;
     state.last_start = Some(now);
-    state.running = Some(Running {
-        run: run_id.clone(),
-        pid: 0,
-        pgid: 0,
-        pid_start: 0,
-        holder: me.pid,
-        holder_start: me.start,
-        started: now,
-    });
+    state.running = Some(Running::held_by(run_id.clone(), me, now));
     state.save(paths)?;
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
