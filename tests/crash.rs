@@ -403,3 +403,66 @@ fn a_run_killed_while_asking_its_condition_is_an_error_not_a_failure() {
     assert!(!h.dir.join("ran").exists());
     assert_eq!(outcomes(&h, "c"), ["error 2", "skipped 76"]);
 }
+
+/// Where the host lets baton-run make a cgroup (cgroup v2, root), the job's processes
+/// stay in the run's own: after baton-run is killed, the next tick ends even those that
+/// cleared their environment (`env -i`) or changed user (`setpriv`), which nothing else
+/// would find, and removes the group.
+#[test]
+fn a_killed_runs_processes_are_found_by_its_cgroup_whatever_they_did() {
+    let h = Host::new("h");
+    let job = "env -i setsid sh -c 'echo $$ > cleared; exec sleep 351' & \
+               setpriv --reuid=nobody --regid=nogroup --clear-groups sleep 352 & echo $! > other; \
+               sleep 353";
+    let mut runner = spawn(&h, "baton-run", &["--lock", "cg", "--", "sh", "-c", job]);
+    let state = h.state().join("jobs/cg.json");
+    wait_until(
+        "the job's processes to start",
+        Duration::from_secs(20),
+        || {
+            ["cleared", "other"]
+                .iter()
+                .all(|f| std::fs::read_to_string(h.dir.join(f)).is_ok_and(|p| !p.trim().is_empty()))
+        },
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let group = recorded["running"]["cgroup"].as_str().map(str::to_string);
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let Some(group) = group else {
+        // No cgroup here (not root, or cgroup v2 not writable): end what is left the way
+        // the next tick does, and say why the test asserted nothing.
+        h.at("baton-run", T0)
+            .args(["--lock", "cg", "--", "true"])
+            .run();
+        for f in ["cleared", "other"] {
+            let pid = std::fs::read_to_string(h.dir.join(f)).unwrap();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", pid.trim()])
+                .status();
+        }
+        println!("skipped: baton-run could not make a cgroup here");
+        return;
+    };
+    let run = h
+        .at("baton-run", "2012-01-24T16:05:00Z")
+        .args(["--lock", "cg", "--", "true"])
+        .run()
+        .status(0);
+    assert!(
+        run.stderr()
+            .starts_with("baton-run: ended 4 processes left running by run "),
+        "{}",
+        run.stderr()
+    );
+    for f in ["cleared", "other"] {
+        let pid = std::fs::read_to_string(h.dir.join(f)).unwrap();
+        assert!(
+            !crate::util::process_alive(&pid),
+            "{f}: {} survived",
+            pid.trim()
+        );
+    }
+    assert!(!std::path::Path::new(&group).exists(), "{group} is left");
+}

@@ -120,6 +120,9 @@ pub struct Running {
     #[serde(default)]
     pub holder_start: u64,
     pub started: DateTime<Utc>,
+    /// The run's own cgroup, where it has one ([`crate::cgroup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -134,6 +137,7 @@ impl Running {
             holder: holder.pid,
             holder_start: holder.start,
             started,
+            cgroup: None,
         }
     }
 

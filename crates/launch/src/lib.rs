@@ -5,6 +5,7 @@
 //! It owns `STATE_DIR/jobs/`, `STATE_DIR/history/` and `STATE_DIR/logs/`; signals go
 //! through `baton-store`.
 
+pub mod cgroup;
 pub mod cli;
 pub mod history;
 pub mod job;

@@ -123,6 +123,8 @@ impl Stat {
 pub struct Marker {
     pub run: String,
     pub job: String,
+    /// The run's cgroup, where it has one ([`crate::cgroup`]): what is in it is the job's.
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl Marker {
@@ -149,7 +151,8 @@ fn pids() -> Vec<u32> {
 }
 
 /// Every live process that is the job's: descendants of `root` (this `baton-run`, while
-/// it lives), processes of this user carrying `marker`, and `extra` if still the same.
+/// it lives), processes of this user carrying `marker`, those in the run's cgroup (any
+/// user: only the run's processes are there), and `extra` if still the same.
 pub fn job_processes(root: Option<u32>, marker: &Marker, extra: &[ProcId]) -> Vec<ProcId> {
     let me = std::process::id();
     let uid = rustix::process::geteuid().as_raw();
@@ -191,6 +194,19 @@ pub fn job_processes(root: Option<u32>, marker: &Marker, extra: &[ProcId]) -> Ve
                 pid: *pid,
                 start: stat.start,
             });
+        }
+    }
+    if let Some(group) = &marker.cgroup {
+        for pid in crate::cgroup::members(group, &marker.job, &marker.run) {
+            match stats.get(&pid) {
+                Some(stat) if pid != me && !stat.zombie => {
+                    found.insert(ProcId {
+                        pid,
+                        start: stat.start,
+                    });
+                }
+                _ => {}
+            }
         }
     }
     for p in extra {
@@ -323,6 +339,7 @@ mod tests {
         let m = Marker {
             run: "r1".into(),
             job: "j".into(),
+            cgroup: None,
         };
         assert!(m.matches(b"A=1\0BATON_RUN=r1\0BATON_JOB=j\0"));
         assert!(!m.matches(b"BATON_RUN=r10\0BATON_JOB=j\0"));

@@ -6,6 +6,7 @@
 //! happened: an error in recording the outcome (a full disk) becomes exit status
 //! [`ExitStatus::UNRECORDED`], never an early return that would leave the job unsupervised.
 
+use crate::cgroup::RunGroup;
 use crate::history::{self, Outcome, Record, HISTORY_VERSION};
 use crate::job::{self, JobPaths, JobState, Running};
 use crate::process::{end_all, job_processes, signal_name, Ending, Marker, ProcId};
@@ -202,7 +203,11 @@ fn tick(
     let capture = Capture::create(&log_path, spec.log_limit)
         .map_err(|e| Error::io("create log", &log_path, e))?;
     state.last_start = Some(now);
-    state.running = Some(Running::held_by(run_id.clone(), me, now));
+    // The job's processes stay in a cgroup of the run's own, where the host allows one.
+    let group = RunGroup::enter(&spec.job, &run_id);
+    let mut running = Running::held_by(run_id.clone(), me, now);
+    running.cgroup = group.as_ref().map(|g| g.path().to_path_buf());
+    state.running = Some(running);
     state.save(paths)?;
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
@@ -212,6 +217,7 @@ fn tick(
     let marker = Marker {
         run: run_id.clone(),
         job: spec.job.clone(),
+        cgroup: group.as_ref().map(|g| g.path().to_path_buf()),
     };
     let mut unrecorded: Vec<String> = Vec::new();
     let started = Instant::now();
@@ -253,6 +259,10 @@ fn tick(
             break Ending::Interrupted(sig);
         }
     };
+    // Every attempt ended all of the job's processes: the run's cgroup is empty.
+    if let Some(group) = group {
+        group.leave();
+    }
     let ran_for = Duration::from_secs(started.elapsed().as_secs());
     // Whole seconds, as every Baton time: a signal raised at 16:00 for 10m is gone at 16:10.
     let end = site.clock.now().unwrap_or(now).max(now + ran_for.chrono());
@@ -456,9 +466,13 @@ fn end_leftovers(
     let marker = Marker {
         run: prev.run.clone(),
         job: spec.job.clone(),
+        cgroup: prev.cgroup.clone(),
     };
     let extra: Vec<ProcId> = prev.command().into_iter().collect();
     let ended = end_all(|| job_processes(None, &marker, &extra), spec.grace.std());
+    if let Some(group) = &prev.cgroup {
+        crate::cgroup::remove(group, &spec.job, &prev.run);
+    }
     // A run whose command never started (its baton-run died asking --condition, or
     // before the spawn) ran nothing: it is an error tick, not a failed run.
     let started = prev.pid != 0;
@@ -596,6 +610,7 @@ fn check_condition(
     let marker = Marker {
         run: run_id.clone(),
         job: spec.job.clone(),
+        cgroup: None,
     };
     let (ending, _) = sup.attempt(
         command(&argv, spec, site, &run_id),
