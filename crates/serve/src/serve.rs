@@ -569,11 +569,9 @@ impl Shared {
             .join("logs")
             .join(job)
             .join(format!("{run}.log"));
-        let meta = std::fs::symlink_metadata(&path).ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        let mut file = std::fs::File::open(&path).ok()?;
+        // One open that refuses links, FIFOs and others' files (core::safefs), then the
+        // checks on what was opened: no window between a check and the open.
+        let mut file = baton_core::safefs::open_read(&path).ok()??;
         let len = file.metadata().ok()?.len();
         file.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)))
             .ok()?;
