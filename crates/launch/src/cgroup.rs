@@ -24,45 +24,69 @@ pub fn name(job: &str, run: &str) -> String {
     format!("baton-{job}-{run}")
 }
 
+/// Where run `run` of `job`'s cgroup goes: below this process's own cgroup, or `None`
+/// where cgroup v2 is not mounted. Recorded before the group is made, so that a
+/// `baton-run` killed at any instant leaves no group that no record names.
+pub fn path_for(job: &str, run: &str) -> Option<PathBuf> {
+    Some(own_cgroup()?.join(name(job, run)))
+}
+
 impl RunGroup {
-    /// Create run `run` of `job`'s cgroup and move this process into it, or `None`.
-    pub fn enter(job: &str, run: &str) -> Option<RunGroup> {
+    /// Make the cgroup at `path` (from [`path_for`]) and move this process into it, or
+    /// `None` where this host does not let it.
+    pub fn enter(path: &Path) -> Option<RunGroup> {
         let home = own_cgroup()?;
-        let path = home.join(name(job, run));
-        std::fs::create_dir(&path).ok()?;
+        std::fs::create_dir(path).ok()?;
         if std::fs::write(path.join("cgroup.procs"), b"0").is_err() {
-            let _ = std::fs::remove_dir(&path);
+            let _ = std::fs::remove_dir(path);
             return None;
         }
-        Some(RunGroup { path, home })
+        Some(RunGroup {
+            path: path.to_path_buf(),
+            home,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Move this process back home and remove the run's cgroup (empty once the job's
-    /// processes are gone; a group still holding one is left for the next tick).
+    /// Move this process back home and remove the run's cgroup and the groups below it
+    /// (a nested `baton-run`'s), which are empty once the job's processes are gone.
     pub fn leave(self) {
         let _ = std::fs::write(self.home.join("cgroup.procs"), b"0");
-        let _ = std::fs::remove_dir(&self.path);
+        remove_tree(&self.path, 0);
     }
 }
 
-/// The processes in the recorded cgroup `path` of run `run` of `job`, if `path` is one
-/// Baton made for that run (a cgroup v2 directory with the run's name): never another
-/// group's, whatever a state file says.
+/// The processes in the recorded cgroup `path` of run `run` of `job` and in the groups
+/// below it, if `path` is one Baton made for that run: a real directory (no link) in a
+/// cgroup v2 mount, with the run's name. Never another group's, whatever a state file
+/// says.
 pub fn members(path: &Path, job: &str, run: &str) -> Vec<u32> {
-    if path.file_name().and_then(|n| n.to_str()) != Some(name(job, run).as_str()) {
-        return Vec::new();
-    }
     let mut pids = Vec::new();
-    collect(path, &mut pids, 0);
+    if trusted(path, job, run) {
+        collect(path, &mut pids, 0);
+    }
     pids
 }
 
-/// The processes in the cgroup at `dir` and in those below it (a job that runs
-/// `baton-run` itself has runs of its own in there).
+/// Remove a dead run's cgroup and those below it, once their processes are gone.
+pub fn remove(path: &Path, job: &str, run: &str) {
+    if trusted(path, job, run) {
+        remove_tree(path, 0);
+    }
+}
+
+fn trusted(path: &Path, job: &str, run: &str) -> bool {
+    path.file_name().and_then(|n| n.to_str()) == Some(name(job, run).as_str())
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && std::fs::canonicalize(path).is_ok_and(|c| c == path)
+        && cgroup2_mount().is_some_and(|m| path.starts_with(&m) && path != m)
+}
+
+/// The processes in the cgroup at `dir` and in those below it (directories only: the
+/// entries' own types, never a link followed).
 fn collect(dir: &Path, pids: &mut Vec<u32>, depth: usize) {
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
         pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
@@ -77,26 +101,36 @@ fn collect(dir: &Path, pids: &mut Vec<u32>, depth: usize) {
     }
 }
 
-/// Remove a dead run's cgroup, once its processes are gone.
-pub fn remove(path: &Path, job: &str, run: &str) {
-    if path.file_name().and_then(|n| n.to_str()) == Some(name(job, run).as_str()) {
-        let _ = std::fs::remove_dir(path);
+/// Remove the cgroup at `dir`, the groups below it first (rmdir removes only an empty
+/// group; one still holding a process stays).
+fn remove_tree(dir: &Path, depth: usize) {
+    if depth < 8 {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path(), depth + 1);
+            }
+        }
     }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// The cgroup v2 mount point, from /proc/self/mountinfo (proc(5)).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|l| {
+        let (fields, fs) = l.split_once(" - ")?;
+        fs.starts_with("cgroup2 ")
+            .then(|| fields.split(' ').nth(4).map(PathBuf::from))
+            .flatten()
+    })
 }
 
 /// This process's cgroup v2 directory: the `0::PATH` line of /proc/self/cgroup below
-/// the cgroup2 mount in /proc/self/mountinfo (proc(5)).
+/// the cgroup2 mount.
 fn own_cgroup() -> Option<PathBuf> {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mounts.lines().find_map(|l| {
-        let (fields, fs) = l.split_once(" - ")?;
-        fs.starts_with("cgroup2 ")
-            .then(|| fields.split(' ').nth(4))
-            .flatten()
-    })?;
-    Some(Path::new(mount).join(rel.trim_start_matches('/')))
+    Some(cgroup2_mount()?.join(rel.trim_start_matches('/')))
 }
 
 #[cfg(test)]
@@ -104,18 +138,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_recorded_path_is_trusted_only_with_the_runs_name() {
+    fn a_recorded_path_is_trusted_only_in_a_cgroup_mount_with_the_runs_name() {
         let dir = std::env::temp_dir().join(format!("baton-cg-{}", std::process::id()));
-        let good = dir.join(name("j", "20120124T160000Z-1"));
-        std::fs::create_dir_all(&good).unwrap();
-        std::fs::write(good.join("cgroup.procs"), "12\n34\n").unwrap();
-        let inner = good.join(name("k", "20120124T160001Z-2"));
-        std::fs::create_dir_all(&inner).unwrap();
-        std::fs::write(inner.join("cgroup.procs"), "56\n").unwrap();
-        assert_eq!(members(&good, "j", "20120124T160000Z-1"), [12, 34, 56]);
-        // Another run's, or any other directory: nothing.
-        assert!(members(&good, "j", "20120124T160000Z-2").is_empty());
-        assert!(members(&dir, "j", "20120124T160000Z-1").is_empty());
+        let fake = dir.join(name("j", "20120124T160000Z-1"));
+        std::fs::create_dir_all(&fake).unwrap();
+        std::fs::write(fake.join("cgroup.procs"), "12\n").unwrap();
+        // A directory that looks like a run's group, outside cgroupfs: nothing.
+        assert!(members(&fake, "j", "20120124T160000Z-1").is_empty());
+        // The mount itself, or a group of another name: nothing.
+        if let Some(mount) = cgroup2_mount() {
+            assert!(members(&mount, "j", "20120124T160000Z-1").is_empty());
+            assert!(!trusted(&mount.join("init.scope"), "j", "r"));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

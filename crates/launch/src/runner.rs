@@ -203,12 +203,14 @@ fn tick(
     let capture = Capture::create(&log_path, spec.log_limit)
         .map_err(|e| Error::io("create log", &log_path, e))?;
     state.last_start = Some(now);
-    // The job's processes stay in a cgroup of the run's own, where the host allows one.
-    let group = RunGroup::enter(&spec.job, &run_id);
+    // The job's processes stay in a cgroup of the run's own, where the host allows one:
+    // on record before it is made, so a kill at any instant leaves none unnamed.
+    let group_path = crate::cgroup::path_for(&spec.job, &run_id);
     let mut running = Running::held_by(run_id.clone(), me, now);
-    running.cgroup = group.as_ref().map(|g| g.path().to_path_buf());
+    running.cgroup = group_path.clone();
     state.running = Some(running);
     state.save(paths)?;
+    let group = group_path.as_deref().and_then(RunGroup::enter);
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
 
