@@ -292,7 +292,12 @@ fn a_lock_stamped_in_the_future_expires() {
     crate::util::wait_until(
         "the job to start",
         std::time::Duration::from_secs(20),
-        || std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"running\":{")),
+        // The command started (its start time is on record): the run has let go of the
+        // take-over lock, which it holds only until it is on record.
+        || {
+            std::fs::read_to_string(&state)
+                .is_ok_and(|s| s.contains("\"running\":{") && !s.contains("\"pid_start\":0"))
+        },
     );
     let run = h
         .at("baton-run", "2024-06-01T12:00:00Z")

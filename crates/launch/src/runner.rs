@@ -210,9 +210,9 @@ fn tick(
     running.cgroup = group_path.clone();
     state.running = Some(running);
     state.save(paths)?;
-    let group = group_path.as_deref().and_then(RunGroup::enter);
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
+    let group = group_path.as_deref().and_then(RunGroup::enter);
 
     // From here on the job runs: errors are collected, never returned.
     let capture = Arc::new(Mutex::new(capture));
