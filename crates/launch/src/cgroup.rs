@@ -55,7 +55,35 @@ impl RunGroup {
     /// (a nested `baton-run`'s), which are empty once the job's processes are gone.
     pub fn leave(self) {
         let _ = std::fs::write(self.home.join("cgroup.procs"), b"0");
-        remove_tree(&self.path, 0);
+        // A process that just exited may hold the group a moment longer (until it is
+        // reaped): try again, bounded; what is still left, the next tick sweeps.
+        for _ in 0..50 {
+            remove_tree(&self.path, 0);
+            if !self.path.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// Remove the empty cgroups of `job`'s earlier runs below this process's cgroup: the
+/// caller holds the job's lock, so no run of the job is using one, and rmdir removes
+/// only an empty group (`baton-JOB-`: job names have no `-`, so the prefix is the job's
+/// alone).
+pub fn sweep(job: &str) {
+    let Some(home) = own_cgroup() else {
+        return;
+    };
+    let prefix = format!("baton-{job}-");
+    for entry in std::fs::read_dir(&home).into_iter().flatten().flatten() {
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix));
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&entry.path(), 0);
+        }
     }
 }
 

@@ -212,6 +212,7 @@ fn tick(
     state.save(paths)?;
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
+    crate::cgroup::sweep(&spec.job);
     let group = group_path.as_deref().and_then(RunGroup::enter);
 
     // From here on the job runs: errors are collected, never returned.
