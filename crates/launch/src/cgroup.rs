@@ -32,10 +32,11 @@ pub fn path_for(job: &str, run: &str) -> Option<PathBuf> {
 }
 
 impl RunGroup {
-    /// Make the cgroup at `path` (from [`path_for`]) and move this process into it, or
-    /// `None` where this host does not let it.
+    /// Make the cgroup at `path` (from [`path_for`]: its parent is this process's own
+    /// cgroup, where it goes back to) and move this process into it, or `None` where
+    /// this host does not let it.
     pub fn enter(path: &Path) -> Option<RunGroup> {
-        let home = own_cgroup()?;
+        let home = path.parent()?.to_path_buf();
         std::fs::create_dir(path).ok()?;
         if std::fs::write(path.join("cgroup.procs"), b"0").is_err() {
             let _ = std::fs::remove_dir(path);
@@ -58,7 +59,7 @@ impl RunGroup {
         // A process that just exited may hold the group a moment longer (until it is
         // reaped): try again, bounded; what is still left, the next tick sweeps.
         for _ in 0..50 {
-            remove_tree(&self.path, 0);
+            remove(&self.path);
             if !self.path.exists() {
                 break;
             }
@@ -67,79 +68,68 @@ impl RunGroup {
     }
 }
 
-/// Remove the empty cgroups of `job`'s earlier runs below this process's cgroup: the
-/// caller holds the job's lock, so no run of the job is using one, and rmdir removes
-/// only an empty group (`baton-JOB-`: job names have no `-`, so the prefix is the job's
-/// alone).
-pub fn sweep(job: &str) {
-    let Some(home) = own_cgroup() else {
+/// Remove the empty cgroups of `job`'s earlier runs beside `path` (this run's, from
+/// [`path_for`]): the caller holds the job's lock, so no run of the job is using one, and
+/// rmdir removes only an empty group (`baton-JOB-`: job names have no `-`, so the prefix
+/// is the job's alone).
+pub fn sweep(path: &Path, job: &str) {
+    let Some(home) = path.parent() else {
         return;
     };
     let prefix = format!("baton-{job}-");
-    for entry in std::fs::read_dir(&home).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(home).into_iter().flatten().flatten() {
         let ours = entry
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(&prefix));
         if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&entry.path(), 0);
+            remove(&entry.path());
         }
     }
 }
 
-/// The processes in the recorded cgroup `path` of run `run` of `job` and in the groups
-/// below it, if `path` is one Baton made for that run: a real directory (no link) in a
-/// cgroup v2 mount, with the run's name. Never another group's, whatever a state file
-/// says.
-pub fn members(path: &Path, job: &str, run: &str) -> Vec<u32> {
+/// A recorded cgroup `path` of run `run` of `job`, if it is one Baton made for that run:
+/// a real directory (no link) in the cgroup v2 mount, with the run's name. Never another
+/// group, whatever a state file says. Checked once, where the record is read.
+pub fn recorded(path: &Path, job: &str, run: &str) -> Option<PathBuf> {
+    let trusted = path.file_name().and_then(|n| n.to_str()) == Some(name(job, run).as_str())
+        && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && std::fs::canonicalize(path).is_ok_and(|c| c == path)
+        && cgroup2_mount().is_some_and(|m| path.starts_with(&m) && path != m);
+    trusted.then(|| path.to_path_buf())
+}
+
+/// The processes in the cgroup at `path` (a run's: [`RunGroup::path`] or [`recorded`])
+/// and in the groups below it.
+pub fn members(path: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
-    if trusted(path, job, run) {
-        collect(path, &mut pids, 0);
-    }
+    walk(path, 0, &mut |dir| {
+        if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+    });
     pids
 }
 
-/// Remove a dead run's cgroup and those below it, once their processes are gone.
-pub fn remove(path: &Path, job: &str, run: &str) {
-    if trusted(path, job, run) {
-        remove_tree(path, 0);
-    }
+/// Remove the cgroup at `path` (a run's) and the groups below it, deepest first: rmdir
+/// removes only an empty group, so one still holding a process stays.
+pub fn remove(path: &Path) {
+    walk(path, 0, &mut |dir| {
+        let _ = std::fs::remove_dir(dir);
+    });
 }
 
-fn trusted(path: &Path, job: &str, run: &str) -> bool {
-    path.file_name().and_then(|n| n.to_str()) == Some(name(job, run).as_str())
-        && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
-        && std::fs::canonicalize(path).is_ok_and(|c| c == path)
-        && cgroup2_mount().is_some_and(|m| path.starts_with(&m) && path != m)
-}
-
-/// The processes in the cgroup at `dir` and in those below it (directories only: the
-/// entries' own types, never a link followed).
-fn collect(dir: &Path, pids: &mut Vec<u32>, depth: usize) {
-    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-    }
-    if depth >= 8 {
-        return;
-    }
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect(&entry.path(), pids, depth + 1);
-        }
-    }
-}
-
-/// Remove the cgroup at `dir`, the groups below it first (rmdir removes only an empty
-/// group; one still holding a process stays).
-fn remove_tree(dir: &Path, depth: usize) {
+/// Call `visit` on the groups below `dir` (their own entry types: no link is followed),
+/// deepest first, then on `dir`.
+fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) {
     if depth < 8 {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&entry.path(), depth + 1);
+                walk(&entry.path(), depth + 1, visit);
             }
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    visit(dir);
 }
 
 /// The cgroup v2 mount point, from /proc/self/mountinfo (proc(5)).
@@ -170,14 +160,26 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("baton-cg-{}", std::process::id()));
         let fake = dir.join(name("j", "20120124T160000Z-1"));
         std::fs::create_dir_all(&fake).unwrap();
-        std::fs::write(fake.join("cgroup.procs"), "12\n").unwrap();
-        // A directory that looks like a run's group, outside cgroupfs: nothing.
-        assert!(members(&fake, "j", "20120124T160000Z-1").is_empty());
-        // The mount itself, or a group of another name: nothing.
+        // A directory that looks like a run's group, outside cgroupfs: not trusted.
+        assert_eq!(recorded(&fake, "j", "20120124T160000Z-1"), None);
+        // The mount itself, or a group of another name: not trusted.
         if let Some(mount) = cgroup2_mount() {
-            assert!(members(&mount, "j", "20120124T160000Z-1").is_empty());
-            assert!(!trusted(&mount.join("init.scope"), "j", "r"));
+            assert_eq!(recorded(&mount, "j", "20120124T160000Z-1"), None);
+            assert_eq!(recorded(&mount.join("init.scope"), "j", "r"), None);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn members_come_from_the_group_and_those_below_it() {
+        let dir = std::env::temp_dir().join(format!("baton-cg-m-{}", std::process::id()));
+        let inner = dir.join(name("k", "r2"));
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::write(dir.join("cgroup.procs"), "12\n34\n").unwrap();
+        std::fs::write(inner.join("cgroup.procs"), "56\n").unwrap();
+        let mut pids = members(&dir);
+        pids.sort();
+        assert_eq!(pids, [12, 34, 56]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -123,7 +123,8 @@ impl Stat {
 pub struct Marker {
     pub run: String,
     pub job: String,
-    /// The run's cgroup, where it has one ([`crate::cgroup`]): what is in it is the job's.
+    /// The run's cgroup, where it has one: its own, or a recorded one that
+    /// [`crate::cgroup::recorded`] trusts. What is in it is the job's.
     pub cgroup: Option<std::path::PathBuf>,
 }
 
@@ -197,7 +198,7 @@ pub fn job_processes(root: Option<u32>, marker: &Marker, extra: &[ProcId]) -> Ve
         }
     }
     if let Some(group) = &marker.cgroup {
-        for pid in crate::cgroup::members(group, &marker.job, &marker.run) {
+        for pid in crate::cgroup::members(group) {
             match stats.get(&pid) {
                 Some(stat) if pid != me && !stat.zombie => {
                     found.insert(ProcId {

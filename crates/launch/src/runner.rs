@@ -212,7 +212,9 @@ fn tick(
     state.save(paths)?;
     // This run is on record: a take-over from now on finds it, not its predecessor.
     held.takeover = None;
-    crate::cgroup::sweep(&spec.job);
+    if let Some(path) = &group_path {
+        crate::cgroup::sweep(path, &spec.job);
+    }
     let group = group_path.as_deref().and_then(RunGroup::enter);
 
     // From here on the job runs: errors are collected, never returned.
@@ -469,12 +471,13 @@ fn end_leftovers(
     let marker = Marker {
         run: prev.run.clone(),
         job: spec.job.clone(),
-        cgroup: prev.cgroup.clone(),
+        cgroup: (prev.cgroup.as_deref())
+            .and_then(|p| crate::cgroup::recorded(p, &spec.job, &prev.run)),
     };
     let extra: Vec<ProcId> = prev.command().into_iter().collect();
     let ended = end_all(|| job_processes(None, &marker, &extra), spec.grace.std());
-    if let Some(group) = &prev.cgroup {
-        crate::cgroup::remove(group, &spec.job, &prev.run);
+    if let Some(group) = &marker.cgroup {
+        crate::cgroup::remove(group);
     }
     // A run whose command never started (its baton-run died asking --condition, or
     // before the spawn) ran nothing: it is an error tick, not a failed run.
