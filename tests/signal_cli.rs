@@ -101,6 +101,17 @@ fn ttl_policies_and_json() {
 #[test]
 fn clear_and_canonify() {
     let h = Host::new("h");
+    // Only baton-signal has --canonify, and only its name errors suggest it.
+    h.at("baton-signal", T0)
+        .args(["raise", "backup-done.example"])
+        .run()
+        .error("baton-signal", "(use letters, digits and _, or --canonify)");
+    let run = h
+        .at("baton-run", T0)
+        .args(["--lock", "a-b", "--", "true"])
+        .run()
+        .error("baton-run", "(use letters, digits and _)");
+    assert!(!run.stderr().contains("--canonify"), "{}", run.stderr());
     h.at("baton-signal", T0)
         .args(["raise", "--canonify", "backup-done.example"])
         .run()
