@@ -149,6 +149,9 @@ fn real_cron_runs_the_chain_follows_only_successes_and_mails_the_failure() {
     // succeeds at the second, and host2 follows 10 seconds later: about three minutes at
     // most.
     let followed = host2.dir.join("followed");
+    // Done when the follow-up's run is on record: its output file appears while it still
+    // runs, before baton-run has ended it and written its history.
+    let recorded = host2.state().join("history/follow_up.jsonl");
     wait_until(
         "host2 to follow host1's success",
         Duration::from_secs(200),
@@ -157,7 +160,7 @@ fn real_cron_runs_the_chain_follows_only_successes_and_mails_the_failure() {
             if let Some(d) = cron.daemon.as_mut() {
                 assert!(d.try_wait().unwrap().is_none(), "the cron daemon exited");
             }
-            followed.exists()
+            std::fs::read_to_string(&recorded).is_ok_and(|t| t.contains("\"outcome\":\"repaired\""))
         },
     );
     drop(cron);
